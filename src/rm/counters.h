@@ -1,0 +1,30 @@
+// What the RM counts, for status output, tests and benchmarks.
+#pragma once
+
+#include <cstdint>
+#include <map>
+
+namespace tpmrmd::rm {
+
+struct ConnectionCounters {
+  std::uint64_t commands = 0;  // client commands executed (answered by the TPM or by the RM)
+  std::uint64_t refusals = 0;  // commands the RM answered itself with an error rc or errno
+  std::uint32_t objects = 0;   // live virtual transient handles
+  std::uint32_t sessions = 0;  // sessions owned
+};
+
+struct Counters {
+  std::uint64_t client_commands = 0;  // TPM commands sent on behalf of a client command
+  std::uint64_t context_loads = 0;    // TPM2_ContextLoad issued by the RM
+  std::uint64_t context_saves = 0;    // TPM2_ContextSave issued by the RM
+  std::uint64_t flushes = 0;          // TPM2_FlushContext issued by the RM
+  std::uint64_t evictions = 0;        // contexts saved+flushed to make room
+  std::uint64_t regaps = 0;           // saved sessions reloaded+resaved to close a context gap
+  std::uint64_t refusals = 0;         // client commands refused by the RM
+  std::uint64_t connections_open = 0;
+  std::map<std::uint64_t, ConnectionCounters> per_connection;  // keyed by ConnectionId
+
+  std::uint64_t tpm_commands() const { return client_commands + context_loads + context_saves + flushes; }
+};
+
+}  // namespace tpmrmd::rm

@@ -1,0 +1,61 @@
+// The RM's thread-safe front door, shared by every front-end (CUSE device, a future socket server, tests).
+//
+// One TPM worker thread owns the ResourceManager and, through it, the Chip's transmit path. Front-ends
+// enqueue work and get completions; nothing here blocks a front-end thread for the length of a TPM command.
+// Completions run on the worker thread and must not block; they must not call back into the Dispatcher
+// synchronously waiting for a result (enqueueing more work is fine).
+//
+// Fairness: each connection has its own FIFO; the worker serves connections round-robin, so commands are
+// executed in arrival order across connections and one connection can't starve the others.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "rm/counters.h"
+#include "util/bytes.h"
+#include "util/result.h"
+
+namespace tpmrmd::rm {
+
+using ConnectionId = std::uint64_t;
+
+// Who opened a connection; recorded for logs and later policy.
+struct ClientInfo {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  pid_t pid = 0;
+  std::string label;  // e.g. "cuse" or "test"
+};
+
+class Dispatcher {
+ public:
+  using Completion = std::function<void(Result<Bytes>)>;
+
+  virtual ~Dispatcher() = default;
+
+  // Creates a connection (its RM space). Never touches the TPM. Fails with EMFILE when the global connection
+  // limit is reached and ENODEV when the backend is gone.
+  virtual Result<ConnectionId> open(const ClientInfo& client) = 0;
+
+  // Queues one whole command for `id`. `completion` is called exactly once, on the worker thread, with the
+  // response bytes (possibly an RM-layer rc response such as 0x000B0143) or an errno error: EINVAL (malformed
+  // command, unknown virtual handle), ENODEV (backend gone), ECANCELED (connection closed before it ran).
+  virtual void submit(ConnectionId id, Bytes command, Completion completion) = 0;
+
+  // Closes the connection: queued commands complete with ECANCELED, everything the connection held in the TPM
+  // is flushed (client-saved sessions excepted; see docs/). Asynchronous; safe to call from any thread, once.
+  virtual void close(ConnectionId id) = 0;
+
+  // Synchronous convenience for tests and tools: submit and wait. Must not be called on the worker thread.
+  Result<Bytes> execute(ConnectionId id, Bytes command);
+
+  // Snapshot of the RM's counters (taken on the worker thread).
+  virtual Counters counters() = 0;
+};
+
+}  // namespace tpmrmd::rm
