@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what tpmrmd needs to build, run and test on Debian 12. Idempotent: packages already present are
+# skipped without touching the network.
+set -euo pipefail
+
+packages=(
+  # build
+  meson ninja-build pkg-config g++ python3
+  libfuse3-dev libtss2-dev libssl-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
+  libsystemd-dev libgtest-dev libgmock-dev libbenchmark-dev
+  # run: the embedded TPM, the CUSE helper programs, TPM client tools
+  swtpm swtpm-tools fuse3 tpm2-tools
+  # the VM test harness (tests/vm): a guest kernel with CUSE, booted under TCG
+  qemu-system-x86 busybox-static cpio kmod procps iproute2
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+sudo=""
+if ((EUID != 0)); then
+  command -v sudo >/dev/null || { echo "install-deps: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  sudo=sudo
+fi
+echo "install-deps: installing ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
