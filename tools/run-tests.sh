@@ -8,23 +8,11 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-tools/install-deps.sh || exit 1
-
 status=0
 junits=()
 
-configure() {  # dir, extra meson args...
-  local dir=$1; shift
-  if [[ -f $dir/build.ninja ]]; then
-    meson setup --reconfigure "$dir" "$@" >/dev/null || return 1
-  else
-    meson setup "$dir" "$@" >/dev/null || return 1
-  fi
-}
-
 run_suites() {  # dir, meson test args...
   local dir=$1; shift
-  ninja -C "$dir" || return 1
   meson test -C "$dir" --print-errorlogs --num-processes 2 "$@"
   local rc=$?
   junits+=("$dir/meson-logs/testlog.junit.xml")
@@ -32,18 +20,18 @@ run_suites() {  # dir, meson test args...
 }
 
 echo "=== build and test: all suites (build/)"
-configure build && run_suites build || status=1
+tools/build.sh build && run_suites build || status=1
 
 if [[ ${TPMRMD_SANITIZE:-1} != 0 ]]; then
   echo "=== ASan+UBSan: host suites (build-asan/)"
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-  configure build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dvm_tests=disabled &&
+  tools/build.sh build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dvm_tests=disabled &&
     run_suites build-asan --no-suite vm || status=1
 fi
 
 if [[ ${TPMRMD_TSAN:-0} != 0 ]]; then
   echo "=== TSan: host suites (build-tsan/)"
-  configure build-tsan -Db_sanitize=thread -Db_lundef=false -Dvm_tests=disabled &&
+  tools/build.sh build-tsan -Db_sanitize=thread -Db_lundef=false -Dvm_tests=disabled &&
     run_suites build-tsan --no-suite vm || status=1
 fi
 
