@@ -1,0 +1,120 @@
+#include "rm/command.h"
+
+#include <tss2/tss2_mu.h>
+
+#include <fmt/format.h>
+
+#include "tpm/header.h"
+
+namespace tpmrmd::rm {
+
+std::uint32_t read_u32(ByteSpan bytes, std::size_t offset) {
+  std::uint32_t v = 0;
+  size_t off = offset;
+  Tss2_MU_UINT32_Unmarshal(bytes.data(), bytes.size(), &off, &v);
+  return v;
+}
+
+std::uint16_t read_u16(ByteSpan bytes, std::size_t offset) {
+  std::uint16_t v = 0;
+  size_t off = offset;
+  Tss2_MU_UINT16_Unmarshal(bytes.data(), bytes.size(), &off, &v);
+  return v;
+}
+
+void write_u32(std::span<std::uint8_t> bytes, std::size_t offset, std::uint32_t value) {
+  size_t off = offset;
+  Tss2_MU_UINT32_Marshal(value, bytes.data(), bytes.size(), &off);
+}
+
+namespace {
+
+// Parses one TPMS_AUTH_COMMAND at `offset`, not reading past `end`; returns the offset after it.
+std::optional<std::size_t> parse_auth(ByteSpan cmd, std::size_t offset, std::size_t end, AuthEntry& out,
+                                      std::string& why) {
+  // sessionHandle (4) + nonce size (2) + sessionAttributes (1) + hmac size (2)
+  if (end - offset < 9) {
+    why = fmt::format("authorization entry at offset {} needs at least 9 bytes, {} left", offset, end - offset);
+    return std::nullopt;
+  }
+  out.offset = offset;
+  out.handle = read_u32(cmd, offset);
+  std::size_t pos = offset + 4;
+  std::uint16_t nonce = read_u16(cmd, pos);
+  pos += 2;
+  if (end - pos < std::size_t{nonce} + 1 + 2) {
+    why = fmt::format("nonce of {} bytes in the authorization entry at offset {} overruns the area", nonce, offset);
+    return std::nullopt;
+  }
+  pos += nonce;
+  out.attributes = cmd[pos];
+  pos += 1;
+  std::uint16_t hmac = read_u16(cmd, pos);
+  pos += 2;
+  if (end - pos < hmac) {
+    why = fmt::format("hmac of {} bytes in the authorization entry at offset {} overruns the area", hmac, offset);
+    return std::nullopt;
+  }
+  return pos + hmac;
+}
+
+}  // namespace
+
+ParseResult parse_command(ByteSpan cmd, const tpm::CommandTable& table) {
+  auto header = tpm::parse_command_header(cmd);
+  if (!header) return malformed(header.error().message);
+  if (header->tag != TPM2_ST_NO_SESSIONS && header->tag != TPM2_ST_SESSIONS) {
+    return Refusal{EINVAL, kRmLayer | TPM2_RC_TAG, fmt::format("bad command tag 0x{:04x}", header->tag)};
+  }
+  if (header->size != cmd.size()) {
+    return malformed(fmt::format("commandSize {} disagrees with the {} bytes received", header->size, cmd.size()));
+  }
+  if (table.size() == 0) return Refusal{ENODEV, kRmLayer | TPM2_RC_FAILURE, "the TPM's command table is empty"};
+  auto attrs = table.find(header->code);
+  if (!attrs) {
+    return Refusal{0, kRmCommandCode, fmt::format("command code 0x{:08x} is not implemented by the TPM", header->code)};
+  }
+
+  ParsedCommand out;
+  out.tag = header->tag;
+  out.code = header->code;
+  out.attributes = *attrs;
+  const std::size_t handles = attrs->handle_count();
+  if (cmd.size() < ParsedCommand::handle_offset(handles)) {
+    return malformed(fmt::format("command 0x{:x} has {} handles but only {} bytes", header->code, handles,
+                                 cmd.size()));
+  }
+  for (std::size_t i = 0; i < handles; ++i) out.handles.push_back(read_u32(cmd, ParsedCommand::handle_offset(i)));
+
+  std::size_t pos = ParsedCommand::handle_offset(handles);
+  if (out.tag == TPM2_ST_SESSIONS) {
+    if (cmd.size() - pos < 4) return malformed("authorizationSize missing after the handle area");
+    std::uint32_t auth_size = read_u32(cmd, pos);
+    pos += 4;
+    if (auth_size < 9) {
+      return Refusal{EINVAL, kRmLayer | TPM2_RC_AUTHSIZE,
+                     fmt::format("authorizationSize {} is too small for one session", auth_size)};
+    }
+    if (auth_size > cmd.size() - pos) {
+      return Refusal{EINVAL, kRmLayer | TPM2_RC_AUTHSIZE,
+                     fmt::format("authorizationSize {} overruns the command ({} bytes left)", auth_size,
+                                 cmd.size() - pos)};
+    }
+    const std::size_t end = pos + auth_size;
+    while (pos < end) {
+      if (out.auths.size() == kMaxAuthSessions) {
+        return Refusal{EINVAL, kRmLayer | TPM2_RC_AUTHSIZE, "more than three sessions in the authorization area"};
+      }
+      AuthEntry entry;
+      std::string why;
+      auto next = parse_auth(cmd, pos, end, entry, why);
+      if (!next) return Refusal{EINVAL, kRmLayer | TPM2_RC_AUTHSIZE, why};
+      out.auths.push_back(entry);
+      pos = *next;
+    }
+  }
+  out.parameter_offset = pos;
+  return out;
+}
+
+}  // namespace tpmrmd::rm

@@ -1,0 +1,52 @@
+// A client command, parsed and validated against the TPM's command table before anything reaches the TPM.
+//
+// The parse records where every handle and every authorization-area session handle sits, so the RM can check
+// ownership and rewrite virtual handles in place without re-parsing. Only the framing is validated here (tag,
+// sizes, handle area, authorization area); parameter contents are the TPM's business.
+#pragma once
+
+#include <tss2/tss2_tpm2_types.h>
+
+#include <cstdint>
+#include <optional>
+#include <variant>
+#include <vector>
+
+#include "rm/refusal.h"
+#include "tpm/command_attributes.h"
+#include "util/bytes.h"
+
+namespace tpmrmd::rm {
+
+inline constexpr std::size_t kMaxAuthSessions = 3;  // TPM 2.0 Part 1: at most three sessions per command
+
+struct AuthEntry {
+  TPM2_HANDLE handle = 0;
+  std::size_t offset = 0;  // of the handle, within the command
+  std::uint8_t attributes = 0;
+  bool continue_session() const { return attributes & TPMA_SESSION_CONTINUESESSION; }
+};
+
+struct ParsedCommand {
+  TPM2_ST tag = 0;
+  TPM2_CC code = 0;
+  tpm::CommandAttributes attributes;
+  std::vector<TPM2_HANDLE> handles;  // the handle area, cHandles entries starting at offset 10
+  std::vector<AuthEntry> auths;      // empty unless tag == TPM2_ST_SESSIONS
+  std::size_t parameter_offset = 0;  // first byte after the handle and authorization areas
+
+  static constexpr std::size_t handle_offset(std::size_t index) { return 10 + 4 * index; }
+};
+
+// Either a parsed command or the reason the RM answers it itself. An unknown command code is not an error
+// but a Refusal whose error is 0 and rc is 0x000B0143, so both error modes produce the kernel's bytes.
+using ParseResult = std::variant<ParsedCommand, Refusal>;
+
+ParseResult parse_command(ByteSpan command, const tpm::CommandTable& table);
+
+// Big-endian helpers for fixed positions in already-validated buffers.
+std::uint32_t read_u32(ByteSpan bytes, std::size_t offset);
+void write_u32(std::span<std::uint8_t> bytes, std::size_t offset, std::uint32_t value);
+std::uint16_t read_u16(ByteSpan bytes, std::size_t offset);
+
+}  // namespace tpmrmd::rm

@@ -1,0 +1,24 @@
+// The RM's limits and policies. Every limit is honoured exactly (no hidden ceiling, no off-by-one).
+#pragma once
+
+#include <cstdint>
+
+namespace tpmrmd::rm {
+
+struct RmOptions {
+  // Per connection. Far above the kernel's 3 + 3 and tpm2-abrmd's 27 + 4: objects cost the TPM nothing while
+  // saved; sessions each hold one of the TPM's active-session slots (64 on swtpm) until flushed.
+  std::uint32_t max_objects_per_connection = 1024;
+  std::uint32_t max_sessions_per_connection = 32;
+  std::uint32_t max_connections = 1024;
+  // Client-saved sessions kept after their connection closed, for a later connection to ContextLoad. Oldest
+  // are flushed first when this is exceeded or when the TPM runs out of session handles.
+  std::uint32_t max_abandoned_sessions = 16;
+  // Re-save the oldest saved session once the context gap comes within this many saves of the TPM's limit.
+  // 0 turns proactive re-gapping off (then only TPM_RC_CONTEXT_GAP triggers it).
+  std::uint32_t regap_margin = 64;
+  // §3.0 error-reporting mode: false = errno (kernel-compatible), true = RM-layer rc responses.
+  bool rc_mode = false;
+};
+
+}  // namespace tpmrmd::rm

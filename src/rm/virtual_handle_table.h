@@ -1,0 +1,42 @@
+// One connection's transient-object handles: virtual handle -> RM object id.
+//
+// Handles are allocated ascending from 0x80000000 and not reused while the connection lives (a stale handle
+// then fails instead of silently naming a newer object). After 2^24 allocations the counter wraps and skips
+// handles still live, so it never aborts.
+#pragma once
+
+#include <tss2/tss2_tpm2_types.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <vector>
+
+#include "rm/handles.h"
+
+namespace tpmrmd::rm {
+
+using ObjectId = std::uint64_t;
+
+class VirtualHandleTable {
+ public:
+  // Returns the new virtual handle, or nullopt when all 2^24 handles are live.
+  std::optional<TPM2_HANDLE> allocate(ObjectId object);
+  std::optional<ObjectId> find(TPM2_HANDLE vhandle) const;
+  bool erase(TPM2_HANDLE vhandle);
+
+  std::size_t size() const { return map_.size(); }
+  bool empty() const { return map_.empty(); }
+  // Live handles >= `from`, ascending.
+  std::vector<TPM2_HANDLE> handles_from(TPM2_HANDLE from) const;
+  const std::map<TPM2_HANDLE, ObjectId>& entries() const { return map_; }
+
+  // Test hook: where the next allocation starts looking (to exercise the wrap).
+  void set_next_for_testing(TPM2_HANDLE next) { next_ = next; }
+
+ private:
+  std::map<TPM2_HANDLE, ObjectId> map_;  // ordered: GetCapability walks it
+  TPM2_HANDLE next_ = kFirstVirtualHandle;
+};
+
+}  // namespace tpmrmd::rm

@@ -1,0 +1,64 @@
+// The Dispatcher: one worker thread owns the ResourceManager (and so the TPM's transmit path); front-ends on
+// any thread open connections, submit commands and close, and get completions on the worker thread.
+//
+// Each connection has its own FIFO; connections with queued work wait in a ring and the worker takes one
+// command from the front connection, then moves it to the back. So commands run in arrival order across
+// connections and no connection can starve another, however many commands it queues.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "rm/dispatcher.h"
+#include "rm/resource_manager.h"
+#include "rm/rm_options.h"
+#include "rm/tpm_port.h"
+
+namespace tpmrmd::rm {
+
+class WorkerDispatcher final : public Dispatcher {
+ public:
+  // `tpm` must outlive the dispatcher.
+  WorkerDispatcher(TpmPort& tpm, RmOptions options = {});
+  // Cancels queued commands (ECANCELED), closes every connection (flushing what it held) and joins.
+  ~WorkerDispatcher() override;
+
+  Result<ConnectionId> open(const ClientInfo& client) override;
+  void submit(ConnectionId id, Bytes command, Completion completion) override;
+  void close(ConnectionId id) override;
+  Counters counters() override;
+
+ private:
+  struct Job {
+    Bytes command;
+    Completion completion;
+  };
+  struct Queue {
+    std::deque<Job> jobs;
+    bool closing = false;
+    bool in_ring = false;
+  };
+
+  void run();
+  // Queues a task for the worker that is not a client command (close, counters, orphan completions).
+  void post(std::function<void()> task);
+  void schedule(ConnectionId id, Queue& queue);  // puts `id` in the ring if it has work; mutex_ held
+
+  ResourceManager rm_;  // touched only on the worker thread (and in the destructor after join)
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::map<ConnectionId, Queue> queues_;
+  std::deque<ConnectionId> ring_;
+  std::deque<std::function<void()>> tasks_;
+  ConnectionId next_id_ = 1;
+  std::size_t open_connections_ = 0;  // counted here so open() needs no trip to the worker
+  bool stopping_ = false;
+  std::thread::id worker_id_;
+  std::thread worker_;
+};
+
+}  // namespace tpmrmd::rm
