@@ -9,7 +9,7 @@
 namespace tpmrmd::rm {
 
 WorkerDispatcher::WorkerDispatcher(TpmPort& tpm, RmOptions options)
-    : rm_(tpm, options), worker_([this] { run(); }) {}
+    : tpm_(tpm), rm_(tpm, options), worker_([this] { run(); }) {}
 
 WorkerDispatcher::~WorkerDispatcher() {
   std::vector<Job> cancelled;
@@ -36,6 +36,7 @@ Result<ConnectionId> WorkerDispatcher::open(const ClientInfo& client) {
   if (!rm_.options().max_connections) return make_error(EMFILE, "connection limit is 0");
   std::lock_guard lock(mutex_);
   if (stopping_) return make_error(ENODEV, "dispatcher shutting down");
+  if (!tpm_.available()) return make_error(ENODEV, "TPM backend is gone");
   if (open_connections_ >= rm_.options().max_connections) {
     return make_error(EMFILE, fmt::format("connection limit of {} reached", rm_.options().max_connections));
   }

@@ -48,6 +48,7 @@ class WorkerDispatcher final : public Dispatcher {
   void post(std::function<void()> task);
   void schedule(ConnectionId id, Queue& queue);  // puts `id` in the ring if it has work; mutex_ held
 
+  TpmPort& tpm_;
   ResourceManager rm_;  // touched only on the worker thread (and in the destructor after join)
   std::mutex mutex_;
   std::condition_variable wake_;
