@@ -38,9 +38,12 @@ struct ChipOptions {
 };
 
 struct ChipCounters {
-  std::uint64_t commands = 0;   // transmit() calls that reached the driver
-  std::uint64_t retries = 0;    // resends after RETRY/TESTING/YIELDED
-  std::uint64_t timeouts = 0;   // deadlines hit (cancelled)
+  std::uint64_t commands = 0;     // commands sent to the driver (retries and start-up traffic included)
+  std::uint64_t retries = 0;      // resends after RETRY/TESTING/YIELDED
+  std::uint64_t timeouts = 0;     // deadlines hit (cancelled)
+  std::uint64_t late_flushes = 0; // objects/sessions created by a cancelled command and flushed
+  std::uint64_t power_ons = 0;    // the driver initialised an uninitialised TPM (swtpm CMD_INIT)
+  std::uint64_t startups = 0;     // TPM2_Startup(CLEAR) sent because the TPM answered TPM_RC_INITIALIZE
 };
 
 class Chip {
@@ -76,6 +79,14 @@ class Chip {
  private:
   // Deadline for `code` from the kernel's duration table, scaled by options_.duration_scale.
   std::chrono::milliseconds duration_for(TPM2_CC code) const;
+  // The retry loop around one driver exchange. Caller holds ops_lock_ shared, tpm_mutex_, and driver_ != null.
+  Result<Bytes> transmit_locked(ByteSpan command);
+  // After a cancelled command: flush what its late, successful response created.
+  void flush_late_response(TPM2_CC code);
+  Result<void> startup_locked();
+  Result<void> read_info_locked();
+  // Called without locks when the driver reported its transport broken.
+  void unregister_lost(const Error& cause);
 
   ChipOptions options_;
   TpmInfo info_;

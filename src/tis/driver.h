@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "util/bytes.h"
@@ -29,9 +30,10 @@ class Driver {
   // however it is named (e.g. the sysfs device behind /dev/tpm0, the swtpm endpoint, the MMIO base).
   virtual std::string identity() const = 0;
 
-  // Brings the transport to a state where commands can be sent (e.g. swtpm CMD_INIT when the emulator was
-  // started without not-need-init). Called once by Chip::startup() before the first command.
-  virtual Result<void> power_on() { return {}; }
+  // Powers the TPM on / initialises it where the transport can (swtpm: CMD_INIT on the control channel).
+  // Chip::startup() calls it only when the TPM answers the first probe with TPM_RC_FAILURE, the answer of an
+  // emulator that was never initialised: an initialised TPM is never reset behind its users' backs.
+  virtual Result<void> power_on() { return make_error(EOPNOTSUPP, "backend cannot power the TPM on"); }
 
   // Sends `command` (a whole, already validated TPM command) and returns the whole response.
   // On `timeout` the driver cancels the command the way its transport allows, makes sure no stale response
@@ -44,6 +46,11 @@ class Driver {
     (void)locality;
     return make_error(EOPNOTSUPP, "backend has no localities");
   }
+
+  // After exchange() returned ETIME: the response the TPM produced for the cancelled command, if the driver
+  // drained one (cancel came too late). The Chip uses it to flush a transient object that would otherwise
+  // leak. Cleared by the call.
+  virtual std::optional<Bytes> take_late_response() { return std::nullopt; }
 
   // False once the transport is known to be broken beyond repair (peer closed, device gone). The Chip then
   // unregisters itself.
