@@ -25,6 +25,7 @@ Bytes u32_bytes(std::uint32_t v) {
 }  // namespace
 
 std::optional<ContextHeader> parse_context(ByteSpan blob) {
+  if (blob.empty()) return std::nullopt;  // tss2-mu logs an error for a null buffer
   TPMS_CONTEXT ctx{};
   size_t offset = 0;
   if (Tss2_MU_TPMS_CONTEXT_Unmarshal(blob.data(), blob.size(), &offset, &ctx) != TSS2_RC_SUCCESS) {
