@@ -59,7 +59,7 @@ TPM2_RC rc_of(const Bytes& response) { return tpm::parse_response_header(respons
 }  // namespace
 
 Chip::Chip(std::unique_ptr<Driver> driver, ChipOptions options)
-    : options_(options), driver_(std::move(driver)) {}
+    : options_(options), duration_scale_(options.duration_scale), driver_(std::move(driver)) {}
 
 Chip::~Chip() { unregister(ShutdownMode::kNone); }
 
@@ -93,7 +93,7 @@ ChipCounters Chip::counters() const {
 
 std::chrono::milliseconds Chip::duration_for(TPM2_CC code) const {
   auto base = command_duration(code);
-  auto scaled = std::chrono::milliseconds(static_cast<long long>(base.count() * options_.duration_scale));
+  auto scaled = std::chrono::milliseconds(static_cast<long long>(base.count() * duration_scale_.load()));
   return std::max(scaled, std::chrono::milliseconds(1));
 }
 

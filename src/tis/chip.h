@@ -72,6 +72,9 @@ class Chip {
   // broke (not after an explicit unregister()). Set before startup().
   void set_on_lost(std::function<void(const Error&)> on_lost);
 
+  // Scales every command duration from now on (tests shrink it to provoke deadlines).
+  void set_duration_scale(double scale) { duration_scale_.store(scale); }
+
   std::string description() const;  // the driver's, or "unregistered"
   std::string identity() const;
   ChipCounters counters() const;
@@ -89,6 +92,7 @@ class Chip {
   void unregister_lost(const Error& cause);
 
   ChipOptions options_;
+  std::atomic<double> duration_scale_;
   TpmInfo info_;
   bool serving_ = false;  // startup() succeeded and the TPM is not in failure mode
 

@@ -1,0 +1,101 @@
+// Chip start-up against a real swtpm: probe, power-on, TPM2_Startup, TpmInfo.
+#include <gtest/gtest.h>
+
+#include "chip_fixture.h"
+#include "tpm_commands.h"
+
+namespace tpmrmd::testing {
+namespace {
+
+using StartupTest = SwtpmTest;
+
+TEST_F(StartupTest, StartedSwtpmNeedsNoStartupAndReportsItsProperties) {
+  start_swtpm();
+  tis::Chip chip(open_driver_or_fail(swtpm_->spec()));
+  auto r = chip.startup();
+  ASSERT_TRUE(r.ok()) << describe(r.error());
+  EXPECT_EQ(chip.counters().startups, 0u);
+  EXPECT_EQ(chip.counters().power_ons, 0u);
+  const auto& info = chip.info();
+  EXPECT_EQ(info.hr_transient_min, 3u);
+  EXPECT_EQ(info.hr_loaded_min, 3u);
+  EXPECT_EQ(info.active_sessions_max, 64u);
+  EXPECT_EQ(info.context_gap_max, 0xFFFFu);
+  EXPECT_EQ(info.max_command_size, 4096u);
+  EXPECT_EQ(info.max_response_size, 4096u);
+  EXPECT_EQ(info.manufacturer, "IBM");
+  EXPECT_EQ(info.family, 0x322e3000u);  // "2.0"
+  EXPECT_GT(info.max_object_context, 0u);
+  EXPECT_EQ(info.commands.size(), info.total_commands);
+  auto create_primary = info.commands.find(TPM2_CC_CreatePrimary);
+  ASSERT_TRUE(create_primary.has_value());
+  EXPECT_TRUE(create_primary->returns_handle());
+  EXPECT_EQ(create_primary->handle_count(), 1u);
+  EXPECT_EQ(info.commands.find(TPM2_CC_ContextSave)->handle_count(), 1u);
+  // FlushContext names its handle as a parameter, so the TPM does not mark it "flushed": the RM must treat
+  // it specially, as the kernel does.
+  EXPECT_FALSE(info.commands.find(TPM2_CC_FlushContext)->flushes());
+  EXPECT_EQ(info.commands.find(TPM2_CC_FlushContext)->handle_count(), 1u);
+}
+
+TEST_F(StartupTest, UninitialisedSwtpmIsPoweredOnAndStartedByTheChip) {
+  start_swtpm({.startup_clear = false});
+  tis::Chip chip(open_driver_or_fail(swtpm_->spec()));
+  auto r = chip.startup();
+  ASSERT_TRUE(r.ok()) << describe(r.error());
+  EXPECT_EQ(chip.counters().power_ons, 1u);
+  EXPECT_EQ(chip.counters().startups, 1u);
+  auto response = chip.transmit(get_random(16));
+  ASSERT_TRUE(response.ok());
+  EXPECT_EQ(rc_of(*response), TPM2_RC_SUCCESS);
+}
+
+TEST_F(StartupTest, UninitialisedSwtpmWithoutControlChannelIsAClearError) {
+  start_swtpm({.startup_clear = false, .control_channel = false});
+  tis::Chip chip(open_driver_or_fail("swtpm:path=" + swtpm_->data_socket_path()));
+  auto r = chip.startup();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, EIO);
+  EXPECT_NE(r.error().message.find("failure mode"), std::string::npos) << r.error().message;
+  auto t = chip.transmit(get_random(8));
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.error().code, EIO) << "a chip whose start-up failed must not serve";
+}
+
+TEST_F(StartupTest, TcpTransportWithControlOnPortPlusOne) {
+  start_swtpm({.transport = SwtpmOptions::Transport::kTcp, .startup_clear = false});
+  tis::Chip chip(open_driver_or_fail(swtpm_->spec()));
+  auto r = chip.startup();
+  ASSERT_TRUE(r.ok()) << describe(r.error());
+  EXPECT_EQ(chip.counters().startups, 1u);
+  EXPECT_EQ(chip.identity(), "swtpm:tcp:127.0.0.1:" + std::to_string(swtpm_->port()));
+  auto response = chip.transmit(get_random(8));
+  ASSERT_TRUE(response.ok());
+  EXPECT_EQ(response->size(), 10u + 2u + 8u);
+}
+
+TEST_F(StartupTest, ASecondChipOnARunningTpmDoesNotResetIt) {
+  start_swtpm();
+  auto primary = Bytes{};
+  {
+    tis::Chip first(open_driver_or_fail(swtpm_->spec()));
+    ASSERT_TRUE(first.startup().ok());
+    auto created = first.transmit(create_primary());
+    ASSERT_TRUE(created.ok());
+    ASSERT_EQ(rc_of(*created), TPM2_RC_SUCCESS);
+    first.unregister(tis::ShutdownMode::kNone);
+  }
+  tis::Chip second(open_driver_or_fail(swtpm_->spec()));
+  ASSERT_TRUE(second.startup().ok());
+  EXPECT_EQ(second.counters().power_ons, 0u);
+  EXPECT_EQ(second.counters().startups, 0u);
+  // The transient object the first chip created is still there: nothing re-initialised the TPM.
+  auto handles = second.transmit(get_capability(TPM2_CAP_HANDLES, 0x80000000, 16));
+  ASSERT_TRUE(handles.ok());
+  auto list = parse_handles(*handles);
+  ASSERT_TRUE(list.has_value());
+  EXPECT_EQ(list->handles.size(), 1u);
+}
+
+}  // namespace
+}  // namespace tpmrmd::testing
