@@ -290,6 +290,35 @@ TEST_F(SwtpmRmTest, QuotaRefusalsAreRmLayerCodesBeforeTheTpm) {
   EXPECT_EQ(rm_->counters().refusals, 2u);
 }
 
+TEST_F(SwtpmRmTest, CommandsLoadOnlyWhatTheyName) {
+  // a client holding 3 objects and 3 sessions sends GetRandom: no context traffic at all, even after
+  // another connection pushed all of them out of the TPM.
+  ConnectionId c = open(), other = open();
+  for (std::uint8_t i = 0; i < 3; ++i) make_key(c, i);
+  for (int i = 0; i < 3; ++i) make_policy_session(c);
+  for (std::uint8_t i = 0; i < 3; ++i) make_key(other, static_cast<std::uint8_t>(20 + i));
+  for (int i = 0; i < 3; ++i) make_policy_session(other);
+  const auto before = rm_->counters();
+  const auto chip_before = chip_commands();
+  ok(c, get_random(16));
+  const auto after = rm_->counters();
+  EXPECT_EQ(chip_commands() - chip_before, 1u);
+  EXPECT_EQ(after.context_loads, before.context_loads);
+  EXPECT_EQ(after.context_saves, before.context_saves);
+  EXPECT_EQ(after.flushes, before.flushes);
+}
+
+TEST_F(SwtpmRmTest, SessionEndedByContinueSessionClearIsForgotten) {
+  ConnectionId c = open();
+  TPM2_HANDLE h = handle_of(ok(c, start_auth_session(TPM2_SE_HMAC)));
+  ok(c, get_random(8, {Auth{h, TPMA_SESSION_AUDIT}}));  // continueSession clear: the TPM ends it
+  EXPECT_TRUE(raw_handles(0x02000000).empty());
+  auto r = rm_->execute(c, get_random(8, {Auth{h, TPMA_SESSION_AUDIT | TPMA_SESSION_CONTINUESESSION}}));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, EINVAL);
+  EXPECT_EQ(rm_->counters().per_connection[c].sessions, 0u);
+}
+
 TEST_F(SwtpmRmTest, ReusedKeyCostsOneTpmCommandPerClientCommand) {
   ConnectionId c = open();
   TPM2_HANDLE k = make_key(c);
