@@ -120,6 +120,9 @@ Result<Bytes> Chip::transmit(ByteSpan command) {
                                    std::to_string(info_.max_command_size));
     }
     std::lock_guard tpm(tpm_mutex_);
+    // Queued behind a command whose transport broke, or behind an unregister that is waiting for us: the
+    // device is going away, so fail like an unregistered chip instead of sending.
+    if (unregistering_.load() || !driver_->alive()) return enodev();
     result = transmit_locked(command);
     lost = !driver_->alive();
   }
@@ -190,7 +193,8 @@ Result<void> Chip::startup() {
   Result<void> result;
   bool lost = false;
   {
-    std::shared_lock ops(ops_lock_);
+    // Exclusive: start-up rewrites info_ and serving_, which transmit() reads under the shared lock.
+    std::unique_lock ops(ops_lock_);
     if (!driver_) return enodev();
     std::lock_guard tpm(tpm_mutex_);
     result = startup_locked();
@@ -286,8 +290,9 @@ Result<void> Chip::read_info_locked() {
   info.context_gap_max = get(TPM2_PT_CONTEXT_GAP_MAX, 0xFFFF);
   info.total_commands = get(TPM2_PT_TOTAL_COMMANDS, 0);
 
-  // The command table, page by page. Bounded however the TPM answers: at most 0xFFFFF entries in all,
-  // pages must make progress, and counts must fit the page.
+  // The command table, page by page. Bounded however the TPM answers: a bounded number of pages, counts
+  // must fit the page, and only entries above the last one kept are taken (a page that repeats or goes back
+  // adds nothing and ends the loop), so the table stays sorted and free of duplicates.
   std::vector<tpm::CommandAttributes> commands;
   std::uint32_t next_cc = TPM2_CC_FIRST;
   for (int page = 0; page < 64; ++page) {
@@ -295,11 +300,15 @@ Result<void> Chip::read_info_locked() {
     if (!p) return p.error();
     const auto& list = p->data.data.command;
     if (list.count > TPM2_MAX_CAP_CC) return make_error(EIO, "TPM reported an oversized command list");
-    for (std::uint32_t i = 0; i < list.count; ++i) commands.emplace_back(list.commandAttributes[i]);
-    if (list.count == 0 || !p->more_data || commands.size() > 0xFFFFF) break;
-    std::uint32_t last = commands.back().code();
-    if (last + 1 <= next_cc) break;
-    next_cc = last + 1;
+    bool progressed = false;
+    for (std::uint32_t i = 0; i < list.count; ++i) {
+      tpm::CommandAttributes entry(list.commandAttributes[i]);
+      if (entry.code() < next_cc) continue;
+      commands.push_back(entry);
+      next_cc = entry.code() + 1;
+      progressed = true;
+    }
+    if (!progressed || !p->more_data) break;
   }
   if (commands.empty()) return make_error(EIO, "TPM reported no commands (field-upgrade mode?)");
   info.commands = tpm::CommandTable(std::move(commands));

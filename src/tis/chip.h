@@ -82,7 +82,8 @@ class Chip {
  private:
   // Deadline for `code` from the kernel's duration table, scaled by options_.duration_scale.
   std::chrono::milliseconds duration_for(TPM2_CC code) const;
-  // The retry loop around one driver exchange. Caller holds ops_lock_ shared, tpm_mutex_, and driver_ != null.
+  // The retry loop around one driver exchange. Caller holds ops_lock_ (shared or exclusive), tpm_mutex_, and
+  // driver_ != null.
   Result<Bytes> transmit_locked(ByteSpan command);
   // After a cancelled command: flush what its late, successful response created.
   void flush_late_response(TPM2_CC code);

@@ -104,5 +104,62 @@ TEST_F(LifetimeTest, UnregisterRacesTransmittingThreads) {
   EXPECT_GE(completed.load(), 20);
 }
 
+
+TEST_F(LifetimeTest, BackendDeathUnderConcurrentTransmitsGivesEnodevToEveryoneAfter) {
+  start_swtpm();
+  tis::Chip chip(open_driver_or_fail(swtpm_->spec()));
+  std::atomic<int> lost_calls{0};
+  chip.set_on_lost([&](const Error&) { ++lost_calls; });
+  ASSERT_TRUE(chip.startup().ok());
+  constexpr int kThreads = 4;
+  std::atomic<int> completed{0}, transport{0}, enodev{0}, other{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (;;) {
+        auto r = chip.transmit(get_random(16));
+        if (r.ok() && rc_of(*r) == TPM2_RC_SUCCESS && r->size() == 28) {
+          ++completed;
+        } else if (!r.ok() && r.error().code == ENODEV) {
+          ++enodev;
+          return;
+        } else if (!r.ok() && r.error().code == EPIPE) {
+          ++transport;  // the command in flight when swtpm died
+        } else {
+          ++other;
+          return;
+        }
+      }
+    });
+  }
+  while (completed.load() < 20) std::this_thread::yield();
+  swtpm_->kill_hard();
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_EQ(enodev.load(), kThreads);
+  EXPECT_LE(transport.load(), 1) << "only the command in flight may see the transport error";
+  EXPECT_EQ(lost_calls.load(), 1);
+  EXPECT_FALSE(chip.registered());
+  auto after = chip.transmit(get_random(8));
+  ASSERT_FALSE(after.ok());
+  EXPECT_EQ(after.error().code, ENODEV);
+}
+
+TEST_F(LifetimeTest, StartupAfterBackendDeathIsEnodevAndOnLostFiresOnce) {
+  start_swtpm();
+  tis::Chip chip(open_driver_or_fail(swtpm_->spec()));
+  std::atomic<int> lost_calls{0};
+  chip.set_on_lost([&](const Error&) { ++lost_calls; });
+  swtpm_->kill_hard();
+  auto first = chip.startup();
+  ASSERT_FALSE(first.ok());
+  EXPECT_EQ(lost_calls.load(), 1);
+  auto second = chip.startup();
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.error().code, ENODEV);
+  chip.unregister();
+  EXPECT_EQ(lost_calls.load(), 1) << "an explicit unregister after the loss must not call on_lost again";
+}
+
 }  // namespace
 }  // namespace tpmrmd::testing

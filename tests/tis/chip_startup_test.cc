@@ -1,7 +1,13 @@
 // Chip start-up against a real swtpm: probe, power-on, TPM2_Startup, TpmInfo.
 #include <gtest/gtest.h>
 
+#include <tss2/tss2_mu.h>
+
+#include <atomic>
+#include <optional>
+
 #include "chip_fixture.h"
+#include "fault_injecting_driver.h"
 #include "tpm_commands.h"
 
 namespace tpmrmd::testing {
@@ -95,6 +101,100 @@ TEST_F(StartupTest, ASecondChipOnARunningTpmDoesNotResetIt) {
   auto list = parse_handles(*handles);
   ASSERT_TRUE(list.has_value());
   EXPECT_EQ(list->handles.size(), 1u);
+}
+
+}  // namespace
+}  // namespace tpmrmd::testing
+
+namespace tpmrmd::testing {
+namespace {
+
+// Fault injection for TPM states a healthy swtpm never reaches: failure mode, field-upgrade mode, a TPM 1.2,
+// a command table that pages badly. The real swtpm answers everything not injected.
+class FaultyStartupTest : public SwtpmTest {
+ protected:
+  void SetUp() override {
+    start_swtpm();
+    auto faulty = std::make_unique<FaultInjectingDriver>(open_driver_or_fail(swtpm_->spec()));
+    faults_ = faulty.get();
+    chip_ = std::make_unique<tis::Chip>(std::move(faulty));
+  }
+  FaultInjectingDriver* faults_ = nullptr;
+  std::unique_ptr<tis::Chip> chip_;
+};
+
+std::uint32_t u32_at(ByteSpan bytes, std::size_t offset) {
+  std::uint32_t v = 0;
+  Tss2_MU_UINT32_Unmarshal(bytes.data(), bytes.size(), &offset, &v);
+  return v;
+}
+
+bool is_get_capability(ByteSpan command, TPM2_CAP capability) {
+  return tpm::parse_command_header(command)->code == TPM2_CC_GetCapability && command.size() == 22 &&
+         u32_at(command, 10) == capability;
+}
+
+TEST_F(FaultyStartupTest, FailureModeIsReportedClearlyAndTheChipDoesNotServe) {
+  faults_->inject_rc(TPM2_RC_FAILURE, -1);
+  auto r = chip_->startup();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, EIO);
+  EXPECT_NE(r.error().message.find("failure mode"), std::string::npos) << r.error().message;
+  // FAILURE on the probe is also what an uninitialised swtpm answers: the chip tried power-on once.
+  EXPECT_EQ(faults_->power_ons(), 1);
+  faults_->inject_rc(0, 0);
+  auto t = chip_->transmit(get_random(8));
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.error().code, EIO);
+  EXPECT_NE(t.error().message.find("not serving"), std::string::npos) << t.error().message;
+}
+
+TEST_F(FaultyStartupTest, FieldUpgradeModeIsReportedClearly) {
+  faults_->inject_rc(TPM2_RC_UPGRADE, -1);
+  auto r = chip_->startup();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, EIO);
+  EXPECT_NE(r.error().message.find("field-upgrade mode"), std::string::npos) << r.error().message;
+  EXPECT_EQ(faults_->power_ons(), 0) << "only FAILURE may look like an uninitialised emulator";
+}
+
+TEST_F(FaultyStartupTest, ATpm12AnswerIsNotATpm2) {
+  // What a TPM 1.2 answers to a TPM 2.0 command: tag TPM_TAG_RSP_COMMAND, TPM_BADTAG.
+  faults_->inject_response(from_hex("00c4 0000000a 0000001e"), -1);
+  auto r = chip_->startup();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ENODEV);
+  EXPECT_NE(r.error().message.find("not a TPM 2.0"), std::string::npos) << r.error().message;
+}
+
+TEST_F(FaultyStartupTest, CommandTableThatRepeatsItsFirstPageForeverEndsWithoutDuplicates) {
+  std::optional<Bytes> first_page;
+  std::atomic<int> command_pages{0};
+  faults_->rewrite_responses([&](ByteSpan command, Bytes& response) {
+    if (!is_get_capability(command, TPM2_CAP_COMMANDS) || rc_of(response) != TPM2_RC_SUCCESS) return;
+    ++command_pages;
+    if (!first_page) first_page = response;
+    response = *first_page;
+    response[10] = 1;  // moreData = YES, always
+  });
+  auto r = chip_->startup();
+  ASSERT_TRUE(r.ok()) << describe(r.error());
+  EXPECT_EQ(command_pages.load(), 2) << "a page without progress must end the paging";
+  const auto& entries = chip_->info().commands.entries();
+  EXPECT_EQ(entries.size(), chip_->info().total_commands);
+  for (std::size_t i = 1; i < entries.size(); ++i) EXPECT_LT(entries[i - 1].code(), entries[i].code());
+}
+
+TEST_F(FaultyStartupTest, CommandTableWithAnImpossibleCountIsAClearError) {
+  faults_->rewrite_responses([&](ByteSpan command, Bytes& response) {
+    if (!is_get_capability(command, TPM2_CAP_COMMANDS) || response.size() < 19) return;
+    std::size_t offset = 15;  // header, moreData, capability: then the count
+    Tss2_MU_UINT32_Marshal(0xFFFFFFFFu, response.data(), response.size(), &offset);
+  });
+  auto r = chip_->startup();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, EIO);
+  EXPECT_NE(r.error().message.find("GetCapability"), std::string::npos) << r.error().message;
 }
 
 }  // namespace

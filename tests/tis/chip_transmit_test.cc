@@ -167,6 +167,64 @@ TEST_F(TransmitTest, TestingAnswerToSelfTestIsNotRetried) {
   EXPECT_EQ(chip_->counters().commands - before.commands, 1u);
 }
 
+TEST_F(TransmitTest, PcrReadOfTheSha256Bank) {
+  // TPM2_PCR_Read(pcrSelectionIn = {SHA256: PCR 0..7}).
+  auto r = chip_->transmit(from_hex("8001 00000014 0000017e 00000001 000b 03 ff0000"));
+  ASSERT_TRUE(r.ok()) << describe(r.error());
+  ASSERT_EQ(rc_of(*r), TPM2_RC_SUCCESS);
+  std::size_t offset = tpm::kHeaderSize;
+  std::uint32_t update_counter = 0;
+  TPML_PCR_SELECTION selection{};
+  TPML_DIGEST values{};
+  ASSERT_EQ(Tss2_MU_UINT32_Unmarshal(r->data(), r->size(), &offset, &update_counter), TSS2_RC_SUCCESS);
+  ASSERT_EQ(Tss2_MU_TPML_PCR_SELECTION_Unmarshal(r->data(), r->size(), &offset, &selection), TSS2_RC_SUCCESS);
+  ASSERT_EQ(Tss2_MU_TPML_DIGEST_Unmarshal(r->data(), r->size(), &offset, &values), TSS2_RC_SUCCESS);
+  EXPECT_EQ(offset, r->size());
+  ASSERT_EQ(values.count, 8u);
+  for (std::uint32_t i = 0; i < values.count; ++i) {
+    EXPECT_EQ(values.digests[i].size, 32u);
+    EXPECT_EQ(Bytes(values.digests[i].buffer, values.digests[i].buffer + 32), Bytes(32, 0)) << "PCR " << i;
+  }
+}
+
+TEST_F(TransmitTest, LateSuccessfulResponseOfATimedOutCreatePrimaryIsFlushed) {
+  auto before = chip_->counters();
+  faults_->time_out_next_with_late_response();
+  auto r = chip_->transmit(create_primary());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ETIME);
+  EXPECT_EQ(chip_->counters().timeouts - before.timeouts, 1u);
+  EXPECT_EQ(chip_->counters().late_flushes - before.late_flushes, 1u);
+  auto seen = faults_->seen();
+  ASSERT_GE(seen.size(), 2u);
+  EXPECT_EQ(seen[seen.size() - 2], TPM2_CC_CreatePrimary);
+  EXPECT_EQ(seen.back(), TPM2_CC_FlushContext);
+  EXPECT_EQ(transient_count(*chip_), 0u) << "the object created by the timed-out command leaked";
+}
+
+TEST_F(TransmitTest, LateResponseThatCreatedNothingIsNotFlushed) {
+  auto before = chip_->counters();
+  faults_->time_out_next_with_late_response();
+  auto r = chip_->transmit(get_random(8));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ETIME);
+  EXPECT_EQ(chip_->counters().late_flushes, before.late_flushes);
+  EXPECT_EQ(faults_->seen().back(), TPM2_CC_GetRandom);
+  auto next = chip_->transmit(get_random(8));
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(rc_of(*next), TPM2_RC_SUCCESS);
+}
+
+TEST_F(TransmitTest, LateFailedCreatePrimaryIsNotFlushed) {
+  auto before = chip_->counters();
+  faults_->time_out_next_with_late_response();
+  auto r = chip_->transmit(create_primary(TPM2_RH_LOCKOUT));  // not a hierarchy for keys: refused
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ETIME);
+  EXPECT_EQ(chip_->counters().late_flushes, before.late_flushes);
+  EXPECT_EQ(faults_->seen().back(), TPM2_CC_CreatePrimary);
+}
+
 TEST_F(SwtpmTest, DeadlineCancelsTheCommandAndTheChipStaysUsable) {
   start_swtpm();
   tis::Chip chip(open_driver_or_fail(swtpm_->spec()));
