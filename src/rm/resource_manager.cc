@@ -202,7 +202,8 @@ Result<Bytes> ResourceManager::run(Space& space, const ParsedCommand& cmd, ByteS
     response = std::move(*resp);
     auto rc = response_code(*response);
     if (!rc) return rc.error();
-    if (is_object_memory(*rc) && (evict_object(plan.objects) || evict_session(plan.sessions))) continue;
+    if (is_object_memory(*rc) && evict_object(plan.objects)) continue;
+    if (*rc == TPM2_RC_MEMORY && evict_session(plan.sessions)) continue;  // shared object/session memory
     if (*rc == TPM2_RC_SESSION_MEMORY && evict_session(plan.sessions)) continue;
     if (*rc == TPM2_RC_SESSION_HANDLES && flush_oldest_abandoned()) continue;
     if (*rc == TPM2_RC_CONTEXT_GAP && !regapped) {
