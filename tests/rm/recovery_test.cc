@@ -27,6 +27,27 @@ TEST_F(SwtpmRmTest, ObjectMemoryFromTheTpmIsAnsweredByEvictionAndRetry) {
   ok(a, read_public(0x80000001));
 }
 
+TEST_F(SwtpmRmTest, RealObjectMemoryWhenSomeoneElseHoldsSlots) {
+  // Two of the TPM's three object slots are taken behind the RM's back (a raw user of the chip): the RM's
+  // capacity estimate is wrong, the TPM itself answers TPM_RC_OBJECT_MEMORY, and the RM must still serve.
+  std::vector<TPM2_HANDLE> outside;
+  for (std::uint8_t i = 0; i < 2; ++i) {
+    auto r = chip_->transmit(create_primary(TPM2_RH_OWNER, static_cast<std::uint8_t>(0x70 + i)));
+    ASSERT_TRUE(r && rc_of(*r) == TPM2_RC_SUCCESS);
+    outside.push_back(handle_of(*r));
+  }
+  ConnectionId c = open();
+  std::vector<Bytes> pubs;
+  for (std::uint8_t i = 0; i < 4; ++i) pubs.push_back(ok(c, read_public(make_key(c, i))));
+  for (int round = 0; round < 2; ++round) {
+    for (std::uint8_t i = 0; i < 4; ++i) EXPECT_EQ(ok(c, read_public(0x80000000u + i)), pubs[i]);
+  }
+  EXPECT_GT(rm_->counters().evictions, 0u);
+  // 16 client commands; more sends means the TPM really refused with OBJECT_MEMORY and the RM retried.
+  EXPECT_GT(rm_->counters().client_commands, 16u);
+  for (TPM2_HANDLE h : outside) ASSERT_TRUE(chip_->transmit(rm::make_flush_context(h)));
+}
+
 TEST_F(SwtpmRmTest, AnObjectWhoseContextIsLostIsDeadButTheConnectionLives) {
   reset_rm({}, true);
   ConnectionId c = open();
