@@ -19,6 +19,12 @@ struct SwtpmEndpoint {
   std::string to_string() const;  // "unix:/path" or "tcp:host:port"
 };
 
+// CMD_GET_CAPABILITY bits (swtpm's PTM_CAP_*): bit n-1 says control command n is supported.
+inline constexpr std::uint32_t kSwtpmCapInit = 1u << 0;
+inline constexpr std::uint32_t kSwtpmCapShutdown = 1u << 1;
+inline constexpr std::uint32_t kSwtpmCapSetLocality = 1u << 3;
+inline constexpr std::uint32_t kSwtpmCapCancelTpmCmd = 1u << 5;
+
 class SwtpmControl {
  public:
   explicit SwtpmControl(SwtpmEndpoint endpoint) : endpoint_(std::move(endpoint)) {}
