@@ -11,6 +11,8 @@ struct RmOptions {
   std::uint32_t max_objects_per_connection = 1024;
   std::uint32_t max_sessions_per_connection = 32;
   std::uint32_t max_connections = 1024;
+  // Connections one uid may hold at once (tpm2-abrmd#453); 0 = no per-uid limit, only max_connections.
+  std::uint32_t max_connections_per_uid = 0;
   // Client-saved sessions kept after their connection closed, for a later connection to ContextLoad. Oldest
   // are flushed first when this is exceeded or when the TPM runs out of session handles.
   std::uint32_t max_abandoned_sessions = 16;

@@ -40,9 +40,16 @@ Result<ConnectionId> WorkerDispatcher::open(const ClientInfo& client) {
   if (open_connections_ >= rm_.options().max_connections) {
     return make_error(EMFILE, fmt::format("connection limit of {} reached", rm_.options().max_connections));
   }
+  const std::uint32_t per_uid = rm_.options().max_connections_per_uid;
+  if (per_uid && connections_per_uid_[client.uid] >= per_uid) {
+    return make_error(EMFILE, fmt::format("uid {} already holds {} connections, the limit", client.uid, per_uid));
+  }
   const ConnectionId id = next_id_++;
-  queues_.emplace(id, Queue{});
+  Queue queue;
+  queue.uid = client.uid;
+  queues_.emplace(id, std::move(queue));
   ++open_connections_;
+  ++connections_per_uid_[client.uid];
   // The space is created on the worker; tasks run before any queued command, so the first submit finds it.
   tasks_.emplace_back([this, id, client] {
     auto opened = rm_.open(id, client);
@@ -94,6 +101,7 @@ void WorkerDispatcher::close(ConnectionId id) {
       auto q = queues_.find(id);
       if (q == queues_.end()) return;
       cancelled = std::move(q->second.jobs);
+      if (--connections_per_uid_[q->second.uid] == 0) connections_per_uid_.erase(q->second.uid);
       queues_.erase(q);
       --open_connections_;
     }

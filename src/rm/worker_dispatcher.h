@@ -38,6 +38,7 @@ class WorkerDispatcher final : public Dispatcher {
     Completion completion;
   };
   struct Queue {
+    uid_t uid = 0;
     std::deque<Job> jobs;
     bool closing = false;
     bool in_ring = false;
@@ -56,7 +57,8 @@ class WorkerDispatcher final : public Dispatcher {
   std::deque<ConnectionId> ring_;
   std::deque<std::function<void()>> tasks_;
   ConnectionId next_id_ = 1;
-  std::size_t open_connections_ = 0;  // counted here so open() needs no trip to the worker
+  std::size_t open_connections_ = 0;
+  std::map<uid_t, std::size_t> connections_per_uid_;  // counted here so open() needs no trip to the worker
   bool stopping_ = false;
   std::thread::id worker_id_;
   std::thread worker_;

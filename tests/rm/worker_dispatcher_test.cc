@@ -157,6 +157,23 @@ TEST_F(DispatcherTest, GlobalConnectionLimit) {
   EXPECT_TRUE(dispatcher_->open(rm::ClientInfo{}));
 }
 
+TEST_F(DispatcherTest, PerUidConnectionLimit) {
+  dispatcher_.reset();
+  options_.max_connections_per_uid = 2;
+  dispatcher_ = std::make_unique<rm::WorkerDispatcher>(*port_, options_);
+  rm::ClientInfo alice{1000, 1000, 1, "alice"}, bob{1001, 1001, 2, "bob"};
+  auto a1 = dispatcher_->open(alice);
+  ASSERT_TRUE(a1);
+  ASSERT_TRUE(dispatcher_->open(alice));
+  auto a3 = dispatcher_->open(alice);
+  ASSERT_FALSE(a3);
+  EXPECT_EQ(a3.error().code, EMFILE);
+  EXPECT_TRUE(dispatcher_->open(bob));
+  dispatcher_->close(*a1);
+  (void)dispatcher_->counters();  // the close has been processed once this returns
+  EXPECT_TRUE(dispatcher_->open(alice));
+}
+
 TEST_F(DispatcherTest, BackendGoneGivesEnodev) {
   ConnectionId c = connect();
   must(c, get_random(4));
