@@ -58,10 +58,12 @@ prepare() {
     pkg=$(apt-cache depends linux-image-amd64 | sed -n 's/.*Depends: \(linux-image-[0-9].*\)$/\1/p' | head -1)
   fi
   [[ -n $pkg ]] || { echo "run-in-vm: cannot resolve the Debian kernel package (apt-cache depends linux-image-amd64)" >&2; return 1; }
-  local kdir=$cache/$pkg
-  if [[ -f $kdir/ready ]]; then echo "$kdir"; return; fi
+  local kdir=$cache/$pkg stamp
+  # Rebuilt whenever this script (which writes the guest's init) changes.
+  stamp=$(sha256sum "$0" | cut -c1-16)
+  if [[ -f $kdir/ready && $(cat "$kdir/ready") == "$stamp" ]]; then echo "$kdir"; return; fi
   echo "run-in-vm: preparing $pkg in $kdir (once)" >&2
-  rm -rf "$kdir" && mkdir -p "$kdir/dl" "$kdir/initramfs"/{bin,lib/modules,proc,sys,dev,newroot}
+  rm -rf "$kdir" && mkdir -p "$kdir/dl" "$kdir/initramfs"/{bin,lib/modules,proc,sys,dev,newroot,mnt}
   (cd "$kdir/dl" && { apt-get download "$pkg" >/dev/null 2>&1 || { apt-get update -qq && apt-get download "$pkg"; }; } >&2)
   dpkg-deb -x "$kdir"/dl/*.deb "$kdir/dl/x"
   cp "$kdir"/dl/x/boot/vmlinuz-* "$kdir/vmlinuz"
@@ -79,7 +81,15 @@ mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 for m in ${modules[*]}; do insmod /lib/modules/\$m.ko || echo "vm-init: insmod \$m failed"; done
 r=/newroot
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 hostroot \$r || { echo "vm-init: cannot mount host root"; poweroff -f; }
+# The guest's /tmp is a private tmpfs; host directories under /tmp that the command needs (its working
+# directory, its arguments) are bound back into it, read-only like the rest of the host.
+mkdir -p /hosttmp; mount --bind \$r/tmp /hosttmp
 mount -t tmpfs tmpfs \$r/tmp; mount -t tmpfs tmpfs \$r/run
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 results /mnt 2>/dev/null || mkdir -p /mnt
+if [ -f /mnt/tmp-binds ]; then
+  while read -r name; do mkdir -p "\$r/tmp/\$name"; mount --bind "/hosttmp/\$name" "\$r/tmp/\$name"; done < /mnt/tmp-binds
+fi
+umount /mnt 2>/dev/null
 mount -t proc proc \$r/proc; mount -t sysfs sys \$r/sys; mount -t devtmpfs dev \$r/dev
 mkdir -p \$r/dev/pts \$r/dev/shm \$r/tmp/vm-results; mount -t devpts devpts \$r/dev/pts; mount -t tmpfs tmpfs \$r/dev/shm
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 results \$r/tmp/vm-results || { echo "vm-init: cannot mount results"; poweroff -f; }
@@ -92,7 +102,7 @@ INIT
   chmod +x "$kdir/initramfs/init"
   (cd "$kdir/initramfs" && find . | cpio -o -H newc --quiet | gzip -1 > "$kdir/initrd.gz")
   rm -rf "$kdir/dl"
-  touch "$kdir/ready"
+  echo "$stamp" > "$kdir/ready"
   echo "$kdir"
 }
 kdir=$(
@@ -118,6 +128,12 @@ trap cleanup EXIT
   for e in "${envs[@]}"; do printf 'export %q\n' "$e"; done
   printf 'exec'; printf ' %q' "$@"; printf '\n'
 } > "$results/run.sh"
+# Host paths under /tmp that the guest must see (its private /tmp hides the host's).
+for p in "$PWD" "$@"; do
+  [[ $p == /tmp/?* ]] || continue
+  top=${p#/tmp/}; top=${top%%/*}
+  [[ -e /tmp/$top ]] && echo "$top"
+done | sort -u > "$results/tmp-binds"
 
 append="console=ttyS0 quiet loglevel=3 panic=-1"
 qemu_tpm=()
