@@ -7,6 +7,7 @@
 #include "tis/backend_spec.h"
 #include "tis/device_driver.h"
 #include "tis/swtpm_driver.h"
+#include "tis/tcti_driver.h"
 
 namespace tpmrmd::tis {
 namespace {
@@ -53,6 +54,13 @@ Result<std::unique_ptr<Driver>> make_device(const BackendSpec& spec) {
   return std::unique_ptr<Driver>(std::move(*driver));
 }
 
+// Everything after "tcti:" goes to tss2-tctildr unchanged, e.g. "tcti:swtpm:host=127.0.0.1,port=2321".
+Result<std::unique_ptr<Driver>> make_tcti(const BackendSpec& spec) {
+  auto driver = TctiDriver::open({.config = spec.options});
+  if (!driver) return driver.error();
+  return std::unique_ptr<Driver>(std::move(*driver));
+}
+
 struct BackendKind {
   const char* kind;
   const char* usage;
@@ -63,7 +71,8 @@ const std::vector<BackendKind>& kinds() {
   static const std::vector<BackendKind> table = {
       {"swtpm", "swtpm:host=HOST,port=PORT[,ctrl=PORT] | swtpm:path=SOCKET[,ctrl=SOCKET]", make_swtpm},
       {"device", "device:/dev/tpmN", make_device},
-      // Register-level drivers (TIS FIFO, CRB) add their kinds here.
+      {"tcti", "tcti:NAME[:CONF] (any tpm2-tss TCTI, e.g. tcti:swtpm:host=H,port=P)", make_tcti},
+      // Register-level drivers (TIS FIFO, CRB) add their kinds here: {"tis", usage, make_tis}.
   };
   return table;
 }
