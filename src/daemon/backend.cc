@@ -1,0 +1,107 @@
+#include "daemon/backend.h"
+
+#include <spdlog/spdlog.h>
+
+#include <shared_mutex>
+
+#include "rm/tpm_port.h"
+#include "rm/worker_dispatcher.h"
+
+namespace tpmrmd::daemon {
+
+// The Dispatcher connections hold. It outlives the worker it forwards to: once the backend ends, the worker is
+// destroyed (on the supervisor thread, never on a connection's or the worker's own thread) and every later call
+// fails with ENODEV without touching it.
+class GatedDispatcher final : public rm::Dispatcher {
+ public:
+  explicit GatedDispatcher(std::unique_ptr<rm::WorkerDispatcher> inner) : inner_(std::move(inner)) {}
+
+  Result<rm::ConnectionId> open(const rm::ClientInfo& client) override {
+    std::shared_lock lock(mutex_);
+    if (!inner_) return make_error(ENODEV, "TPM backend is gone");
+    return inner_->open(client);
+  }
+  void submit(rm::ConnectionId id, Bytes command, Completion completion) override {
+    {
+      std::shared_lock lock(mutex_);
+      if (inner_) return inner_->submit(id, std::move(command), std::move(completion));
+    }
+    completion(make_error(ENODEV, "TPM backend is gone"));
+  }
+  void close(rm::ConnectionId id) override {
+    std::shared_lock lock(mutex_);
+    if (inner_) inner_->close(id);
+  }
+  rm::Counters counters() override {
+    std::shared_lock lock(mutex_);
+    return inner_ ? inner_->counters() : rm::Counters{};
+  }
+  // Detaches the worker and destroys it outside the lock (its completions may close connections, which call
+  // back into close()).
+  void retire() {
+    std::unique_ptr<rm::WorkerDispatcher> inner;
+    {
+      std::unique_lock lock(mutex_);
+      inner = std::move(inner_);
+    }
+    inner.reset();
+  }
+
+ private:
+  std::shared_mutex mutex_;
+  std::unique_ptr<rm::WorkerDispatcher> inner_;
+};
+
+Result<std::shared_ptr<Backend>> Backend::start(std::unique_ptr<tis::Driver> driver, rm::RmOptions rm_options,
+                                                std::function<void(const Error&)> on_lost) {
+  std::shared_ptr<Backend> backend(new Backend);
+  backend->description_ = driver->description();
+  backend->identity_ = driver->identity();
+  backend->chip_ = std::make_unique<tis::Chip>(std::move(driver));
+  backend->chip_->set_on_lost(std::move(on_lost));
+  auto started = backend->chip_->startup();
+  if (!started) return started.error();
+  backend->port_ = std::make_unique<rm::ChipPort>(*backend->chip_);
+  backend->dispatcher_ =
+      std::make_shared<GatedDispatcher>(std::make_unique<rm::WorkerDispatcher>(*backend->port_, rm_options));
+  return backend;
+}
+
+Backend::~Backend() { stop(tis::ShutdownMode::kNone); }
+
+Result<std::shared_ptr<cuse::Connection>> Backend::open(const rm::ClientInfo& client,
+                                                        cuse::ConnectionOptions options) {
+  std::lock_guard lock(mutex_);
+  if (stopped_) return make_error(ENODEV, "TPM backend is gone");
+  auto connection = cuse::Connection::open(dispatcher_, client, options);
+  if (!connection) return connection;
+  std::erase_if(connections_, [](const auto& weak) { return weak.expired(); });
+  connections_.push_back(*connection);
+  return connection;
+}
+
+void Backend::stop(tis::ShutdownMode mode) {
+  std::vector<std::weak_ptr<cuse::Connection>> connections;
+  {
+    std::lock_guard lock(mutex_);
+    if (stopped_) return;
+    stopped_ = true;
+    connections.swap(connections_);
+  }
+  for (auto& weak : connections) {
+    if (auto c = weak.lock()) c->mark_backend_lost();
+  }
+  // The worker's destructor cancels queued commands and closes every RM connection, flushing what the clients
+  // held while the chip is still registered (a no-op when the transport is already gone).
+  if (dispatcher_) dispatcher_->retire();
+  if (chip_) chip_->unregister(mode);
+}
+
+bool Backend::stopped() const {
+  std::lock_guard lock(mutex_);
+  return stopped_;
+}
+
+rm::Counters Backend::counters() { return dispatcher_ ? dispatcher_->counters() : rm::Counters{}; }
+
+}  // namespace tpmrmd::daemon
