@@ -58,7 +58,15 @@ Result<std::shared_ptr<Backend>> Backend::start(std::unique_ptr<tis::Driver> dri
   backend->description_ = driver->description();
   backend->identity_ = driver->identity();
   backend->chip_ = std::make_unique<tis::Chip>(std::move(driver));
-  backend->chip_->set_on_lost(std::move(on_lost));
+  // Late fds must see ENODEV from the moment the transport broke, including the command that found out, so
+  // connections are marked on the noticing thread; the rest of the teardown is the caller's (another thread).
+  backend->chip_->set_on_lost([weak = std::weak_ptr<Backend>(backend), on_lost = std::move(on_lost)](const Error& e) {
+    {
+      auto self = weak.lock();  // released before on_lost hands the backend to its owner for destruction
+      if (self) self->mark_connections_lost();
+    }
+    if (on_lost) on_lost(e);
+  });
   auto started = backend->chip_->startup();
   if (!started) return started.error();
   backend->port_ = std::make_unique<rm::ChipPort>(*backend->chip_);
@@ -95,6 +103,17 @@ void Backend::stop(tis::ShutdownMode mode) {
   // held while the chip is still registered (a no-op when the transport is already gone).
   if (dispatcher_) dispatcher_->retire();
   if (chip_) chip_->unregister(mode);
+}
+
+void Backend::mark_connections_lost() {
+  std::vector<std::shared_ptr<cuse::Connection>> live;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& weak : connections_) {
+      if (auto c = weak.lock()) live.push_back(std::move(c));
+    }
+  }
+  for (auto& c : live) c->mark_backend_lost();
 }
 
 bool Backend::stopped() const {

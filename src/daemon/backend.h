@@ -44,6 +44,7 @@ class Backend {
 
  private:
   Backend() = default;
+  void mark_connections_lost();
 
   std::unique_ptr<tis::Chip> chip_;
   std::unique_ptr<rm::TpmPort> port_;

@@ -287,7 +287,15 @@ int run(const Settings& s) {
       return {};
     });
   }
-  if (auto r = supervisor.register_backend(); !r) {
+  // A TPM (or a swtpm under emulation) can be slow to answer its very first command; a few attempts before
+  // giving up. A held lock is final.
+  Result<void> registered = supervisor.register_backend();
+  for (int attempt = 2; !registered && registered.error().code != EBUSY && attempt <= 3; ++attempt) {
+    spdlog::warn("event=backend-register-failed attempt={} error=\"{}\"", attempt - 1, describe(registered.error()));
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    registered = supervisor.register_backend();
+  }
+  if (auto r = registered; !r) {
     spdlog::critical("event=startup-failed error=\"{}\"", describe(r.error()));
     background.report(false);
     return 1;
