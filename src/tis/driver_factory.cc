@@ -6,6 +6,7 @@
 
 #include "tis/backend_spec.h"
 #include "tis/device_driver.h"
+#include "tis/register_driver_specs.h"
 #include "tis/swtpm_driver.h"
 #include "tis/tcti_driver.h"
 
@@ -72,7 +73,8 @@ const std::vector<BackendKind>& kinds() {
       {"swtpm", "swtpm:host=HOST,port=PORT[,ctrl=PORT] | swtpm:path=SOCKET[,ctrl=SOCKET]", make_swtpm},
       {"device", "device:/dev/tpmN", make_device},
       {"tcti", "tcti:NAME[:CONF] (any tpm2-tss TCTI, e.g. tcti:swtpm:host=H,port=P)", make_tcti},
-      // Register-level drivers (TIS FIFO, CRB) add their kinds here: {"tis", usage, make_tis}.
+      {"tis", kTisSpecUsage, make_tis_driver},
+      {"crb", kCrbSpecUsage, make_crb_driver},
   };
   return table;
 }
