@@ -1,14 +1,34 @@
 #!/usr/bin/env bash
-# Runs tpmrmd's embedded default end to end and shows a client call against it.
+# README command 1, after the build: starts tpmrmd on its embedded default (a private swtpm it starts and
+# supervises), shows tpm2-tools working against the device it serves, and stops it with SIGTERM.
+# The host needs CUSE (/dev/cuse); without it the same demo runs inside the project's QEMU guest, which has it.
+#   tools/demo.sh [BUILD_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-build=${1:-build}
-dir=$(mktemp -d)
-trap 'kill $swtpm_pid 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"' EXIT
-mkdir -p "$dir/state"
-echo "demo: starting a private swtpm in $dir"
-swtpm socket --tpm2 --server type=unixio,path="$dir/data.sock" --ctrl type=unixio,path="$dir/ctrl.sock" \
-  --tpmstate dir="$dir/state" --flags not-need-init,startup-clear &
-swtpm_pid=$!
-for _ in $(seq 100); do [[ -S $dir/ctrl.sock && -S $dir/data.sock ]] && break; sleep 0.05; done
-"$build/tools/tpm-probe" --tpm "swtpm:path=$dir/data.sock,ctrl=$dir/ctrl.sock"
+build=$(realpath "${1:-build}")
+tpmrmd=$build/src/daemon/tpmrmd
+
+if [[ ! -c /dev/cuse ]]; then
+  echo "demo: this host's kernel has no CUSE (/dev/cuse); running the demo in a QEMU guest that has it (tests/vm)."
+  exec tests/vm/run-in-vm.sh --tpm none -- "$PWD/tools/demo.sh" "$build"
+fi
+
+name=tpmrm0
+[[ -e /dev/$name ]] && name=tpmrmd-demo  # a kernel RM node already exists: serve ours beside it
+state=$(mktemp -d /tmp/tpmrmd-demo.XXXXXX)
+echo "demo: starting tpmrmd --foreground --name $name --state-dir $state (embedded swtpm)"
+"$tpmrmd" --foreground --name "$name" --state-dir "$state" --lock-dir "$state/lock" &
+pid=$!
+trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$state"' EXIT
+for _ in $(seq 200); do [[ -c /dev/$name ]] && break; sleep 0.1; done
+[[ -c /dev/$name ]] || { echo "demo: /dev/$name did not appear" >&2; exit 1; }
+ls -l "/dev/$name"
+export TPM2TOOLS_TCTI=device:/dev/$name
+echo "demo: \$ tpm2_getrandom --hex 16"
+tpm2_getrandom --hex 16; echo
+echo "demo: \$ tpm2_createprimary -c primary.ctx; tpm2_readpublic -c primary.ctx   (two processes, one key)"
+cd "$state" && tpm2_createprimary -Q -c primary.ctx && tpm2_readpublic -c primary.ctx | head -4
+echo "demo: stopping tpmrmd (SIGTERM)"
+kill -TERM $pid
+wait $pid && echo "demo: tpmrmd exited 0; /dev/$name removed: $([[ -e /dev/$name ]] && echo no || echo yes)"
+trap 'rm -rf "$state"' EXIT
