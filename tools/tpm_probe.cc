@@ -71,6 +71,7 @@ int main(int argc, char** argv) {
         {"total_commands", info.total_commands},
         {"commands", info.commands.size()},
         {"startup_sent", counters.startups > 0},
+        {"startup_commands", counters.commands},
     };
     std::cout << j.dump(2) << "\n";
   } else {
@@ -86,12 +87,12 @@ int main(int argc, char** argv) {
         "context gap max:    {:#x}\n"
         "max context size:   object {} / session {} bytes\n"
         "commands:           {} in the command table (TOTAL_COMMANDS {})\n"
-        "start-up:           {}\n",
+        "start-up:           {} ({} commands sent)\n",
         chip.description(), chip.identity(), info.manufacturer, info.vendor_string, family_text(info.family),
         info.revision, info.firmware_version, info.max_command_size, info.max_response_size, info.hr_transient_min,
         info.hr_loaded_min, info.active_sessions_max, info.context_gap_max, info.max_object_context,
         info.max_session_context, info.commands.size(), info.total_commands,
-        counters.startups ? "TPM2_Startup(CLEAR) sent by tpm-probe" : "TPM was already started");
+        counters.startups ? "TPM2_Startup(CLEAR) sent by tpm-probe" : "TPM was already started", counters.commands);
   }
   chip.unregister(shutdown ? tis::ShutdownMode::kClear : tis::ShutdownMode::kNone);
   return 0;
