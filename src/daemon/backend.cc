@@ -2,7 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include <shared_mutex>
+#include <chrono>
+#include <thread>
 
 #include "rm/tpm_port.h"
 #include "rm/worker_dispatcher.h"
@@ -17,47 +18,51 @@ class GatedDispatcher final : public rm::Dispatcher {
   explicit GatedDispatcher(std::unique_ptr<rm::WorkerDispatcher> inner) : inner_(std::move(inner)) {}
 
   Result<rm::ConnectionId> open(const rm::ClientInfo& client) override {
-    std::shared_lock lock(mutex_);
-    if (!inner_) return make_error(ENODEV, "TPM backend is gone");
-    return inner_->open(client);
+    auto inner = get();
+    if (!inner) return make_error(ENODEV, "TPM backend is gone");
+    return inner->open(client);
   }
   void submit(rm::ConnectionId id, Bytes command, Completion completion) override {
-    {
-      std::shared_lock lock(mutex_);
-      if (inner_) return inner_->submit(id, std::move(command), std::move(completion));
-    }
+    if (auto inner = get()) return inner->submit(id, std::move(command), std::move(completion));
     completion(make_error(ENODEV, "TPM backend is gone"));
   }
   void close(rm::ConnectionId id) override {
-    std::shared_lock lock(mutex_);
-    if (inner_) inner_->close(id);
+    if (auto inner = get()) inner->close(id);
   }
   rm::Counters counters() override {
-    std::shared_lock lock(mutex_);
-    return inner_ ? inner_->counters() : rm::Counters{};
+    auto inner = get();
+    return inner ? inner->counters() : rm::Counters{};
   }
-  // Detaches the worker and destroys it outside the lock (its completions may close connections, which call
-  // back into close()).
+  // Detaches the worker and destroys it here, once no call is using it. No lock is held across calls into the
+  // worker (its completions close connections, which call back into close()), and the last reference is
+  // always this thread's, so the worker is never joined from itself.
   void retire() {
-    std::unique_ptr<rm::WorkerDispatcher> inner;
+    std::shared_ptr<rm::WorkerDispatcher> inner;
     {
-      std::unique_lock lock(mutex_);
+      std::lock_guard lock(mutex_);
       inner = std::move(inner_);
     }
+    while (inner && inner.use_count() > 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     inner.reset();
   }
 
  private:
-  std::shared_mutex mutex_;
-  std::unique_ptr<rm::WorkerDispatcher> inner_;
+  std::shared_ptr<rm::WorkerDispatcher> get() {
+    std::lock_guard lock(mutex_);
+    return inner_;
+  }
+
+  std::mutex mutex_;
+  std::shared_ptr<rm::WorkerDispatcher> inner_;
 };
 
 Result<std::shared_ptr<Backend>> Backend::start(std::unique_ptr<tis::Driver> driver, rm::RmOptions rm_options,
-                                                std::function<void(const Error&)> on_lost) {
+                                                std::function<void(const Error&)> on_lost,
+                                                tis::ChipOptions chip_options) {
   std::shared_ptr<Backend> backend(new Backend);
   backend->description_ = driver->description();
   backend->identity_ = driver->identity();
-  backend->chip_ = std::make_unique<tis::Chip>(std::move(driver));
+  backend->chip_ = std::make_unique<tis::Chip>(std::move(driver), chip_options);
   // Late fds must see ENODEV from the moment the transport broke, including the command that found out, so
   // connections are marked on the noticing thread; the rest of the teardown is the caller's (another thread).
   backend->chip_->set_on_lost([weak = std::weak_ptr<Backend>(backend), on_lost = std::move(on_lost)](const Error& e) {

@@ -24,7 +24,8 @@ class Backend {
   // Starts the chip (probe, Startup if needed) and the RM worker. `on_lost` runs on whatever thread noticed the
   // transport breaking; it must only hand the news to another thread (never stop() from inside it).
   static Result<std::shared_ptr<Backend>> start(std::unique_ptr<tis::Driver> driver, rm::RmOptions rm_options,
-                                                std::function<void(const Error&)> on_lost);
+                                                std::function<void(const Error&)> on_lost,
+                                                tis::ChipOptions chip_options = {});
   ~Backend();
   Backend(const Backend&) = delete;
   Backend& operator=(const Backend&) = delete;

@@ -41,6 +41,7 @@ struct Settings {
   std::string shutdown = "clear";
   std::string swtpm = "swtpm";
   double discard_timeout = 120;
+  double duration_scale = 0;  // 0: 10 for the embedded swtpm, 1 for any other backend
   std::size_t max_command = 4096;
   rm::RmOptions rm;
   bool fuse_debug = false;
@@ -89,12 +90,16 @@ class Supervisor {
       if (auto r = identity_check_((*driver)->identity()); !r) return r;
     }
     std::uint64_t generation = ++generation_;
+    tis::ChipOptions chip_options;
+    // A freshly started emulator on a loaded (or emulated) machine can answer its first commands far later
+    // than hardware deadlines allow; it is a local process, not a bus device, so its deadlines are relaxed.
+    chip_options.duration_scale = settings_.duration_scale > 0 ? settings_.duration_scale : (swtpm_ ? 10.0 : 1.0);
     auto backend = Backend::start(std::move(*driver), settings_.rm, [this, generation](const Error& cause) {
       spdlog::error("event=backend-lost generation={} cause=\"{}\"", generation, describe(cause));
       std::lock_guard lock(mutex_);
       lost_ = true;
       wake_.notify_all();
-    });
+    }, chip_options);
     if (!backend) return backend.error();
     spdlog::info("event=backend-registered generation={} backend=\"{}\" identity=\"{}\"", generation,
                  (*backend)->description(), (*backend)->identity());
@@ -168,7 +173,6 @@ class Supervisor {
         lock.lock();
         if (!r) {
           spdlog::error("event=backend-register-failed error=\"{}\" retry_in=2s", describe(r.error()));
-          if (swtpm_) swtpm_->stop();
           retry_at = std::chrono::steady_clock::now() + std::chrono::seconds(2);
         }
       }
@@ -354,6 +358,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--swtpm", s.swtpm, "swtpm program for the embedded default")->capture_default_str();
   app.add_option("--discard-timeout", s.discard_timeout, "Seconds before an unread response is discarded (0: never)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--duration-scale", s.duration_scale,
+                 "Multiplies every TPM command deadline (0: 10 for the embedded swtpm, 1 otherwise)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   app.add_option("--max-command", s.max_command, "Largest accepted write (E2BIG above)")

@@ -488,6 +488,22 @@ TEST(ConcurrencyTest, SixteenProcessesMixedCommandsLeakNothing) {
   {
     Daemon d("tpmrmconc0", {"--tpm", "swtpm:path=" + sock + ",ctrl=" + ctrl, "--shutdown", "none"});
     ASSERT_TRUE(d.wait_ready());
+    // Clients killed in the middle of a blocking write (FUSE interrupt, then release): nothing they created
+    // may stay behind in the TPM (checked below, on the raw swtpm).
+    for (int i = 0; i < 6; ++i) {
+      pid_t victim = ::fork();
+      if (victim == 0) {
+        UniqueFd s = open_dev(d.path());
+        for (;;) {
+          if (::write(s.get(), kCreatePrimary.data(), kCreatePrimary.size()) < 0) break;
+          read_all(s.get());
+        }
+        ::_exit(0);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(40 * (i + 1)));
+      ::kill(victim, SIGKILL);
+      ::waitpid(victim, nullptr, 0);
+    }
     std::vector<pid_t> children;
     for (int i = 0; i < 16; ++i) {
       pid_t c = ::fork();
