@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The project's test command: installs dependencies, builds, runs every suite (unit, swtpm, VM), then the
-# host suites again under ASan+UBSan, and prints one summary line "tests: N passed, N failed".
+# host suites again under ASan+UBSan and under TSan, and prints one summary line "tests: N passed, N failed".
 #
-#   tools/run-tests.sh              everything (what CI runs)
-#   TPMRMD_SANITIZE=0 tools/run-tests.sh   skip the sanitizer pass
-#   TPMRMD_TSAN=1 tools/run-tests.sh       add a ThreadSanitizer pass over the host suites
+#   tools/run-tests.sh                     everything (what CI runs)
+#   TPMRMD_SANITIZE=0 tools/run-tests.sh   skip the ASan+UBSan pass
+#   TPMRMD_TSAN=0 tools/run-tests.sh       skip the ThreadSanitizer pass
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,8 +29,9 @@ if [[ ${TPMRMD_SANITIZE:-1} != 0 ]]; then
     run_suites build-asan --no-suite vm || status=1
 fi
 
-if [[ ${TPMRMD_TSAN:-0} != 0 ]]; then
+if [[ ${TPMRMD_TSAN:-1} != 0 ]]; then
   echo "=== TSan: host suites (build-tsan/)"
+  export TSAN_OPTIONS=second_deadlock_stack=1
   tools/build.sh build-tsan -Db_sanitize=thread -Db_lundef=false -Dvm_tests=disabled &&
     run_suites build-tsan --no-suite vm || status=1
 fi
