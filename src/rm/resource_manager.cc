@@ -456,31 +456,39 @@ std::optional<ResourceManager::Failure> ResourceManager::make_resident(const Pla
   return std::nullopt;
 }
 
+ResourceManager::LoadOutcome ResourceManager::send_context_load(ByteSpan context) {
+  auto resp = send(make_context_load(context), &Counters::context_loads);
+  if (!resp) return Failure{Refusal{resp.error().code, 0, resp.error().message}, true};
+  auto rc = response_code(*resp);
+  if (!rc) return Failure{Refusal{EIO, 0, rc.error().message}, true};
+  if (*rc != TPM2_RC_SUCCESS) return LoadResult{*rc, 0};
+  auto h = handle_from_response(*resp);
+  if (!h) return Failure{Refusal{EIO, 0, h.error().message}, true};
+  return LoadResult{TPM2_RC_SUCCESS, *h};
+}
+
 std::optional<ResourceManager::Failure> ResourceManager::load_object(ObjectId id, const Plan& plan) {
   const std::size_t bound = objects_.size() + 1;
   for (std::size_t attempt = 0; attempt < bound; ++attempt) {
     ObjectEntry* o = objects_.find(id);
-    auto resp = send(make_context_load(o->context), &Counters::context_loads);
-    if (!resp) return Failure{Refusal{resp.error().code, 0, resp.error().message}, true};
-    auto rc = response_code(*resp);
-    if (!rc) return Failure{Refusal{EIO, 0, rc.error().message}, true};
-    if (*rc == TPM2_RC_SUCCESS) {
-      auto h = handle_from_response(*resp);
-      if (!h) return Failure{Refusal{EIO, 0, h.error().message}, true};
-      o->physical = *h;
+    auto loaded = send_context_load(o->context);
+    if (auto* failure = std::get_if<Failure>(&loaded)) return *failure;
+    const auto [rc, h] = std::get<LoadResult>(loaded);
+    if (rc == TPM2_RC_SUCCESS) {
+      o->physical = h;
       o->context_current = true;
       return std::nullopt;
     }
-    if (is_object_memory(*rc) && evict_object(plan.objects)) continue;
+    if (is_object_memory(rc) && evict_object(plan.objects)) continue;
     const TPM2_HANDLE vh = o->vhandle;
-    if (is_gone(*rc)) {
+    if (is_gone(rc)) {
       o->dead = true;
       return Failure{Refusal{EINVAL, kRmLayer | TPM2_RC_HANDLE | TPM2_RC_1,
                              fmt::format("the object behind 0x{:08x} can no longer be loaded (rc 0x{:x})", vh,
-                                         *rc)}};
+                                         rc)}};
     }
-    return Failure{Refusal{EIO, kRmLayer | *rc,
-                           fmt::format("reloading the object behind 0x{:08x} failed with rc 0x{:x}", vh, *rc)}};
+    return Failure{Refusal{EIO, kRmLayer | rc,
+                           fmt::format("reloading the object behind 0x{:08x} failed with rc 0x{:x}", vh, rc)}};
   }
   return Failure{Refusal{0, kRmObjectMemory, "no TPM object slot could be freed"}};
 }
@@ -489,16 +497,13 @@ std::optional<ResourceManager::Failure> ResourceManager::load_session(TPM2_HANDL
   const std::size_t bound = sessions_.size() + 1;
   for (std::size_t attempt = 0; attempt < bound; ++attempt) {
     SessionEntry* s = sessions_.find(handle);
-    auto resp = send(make_context_load(s->context), &Counters::context_loads);
-    if (!resp) return Failure{Refusal{resp.error().code, 0, resp.error().message}, true};
-    auto rc = response_code(*resp);
-    if (!rc) return Failure{Refusal{EIO, 0, rc.error().message}, true};
-    if (*rc == TPM2_RC_SUCCESS) {
-      auto h = handle_from_response(*resp);
-      if (!h) return Failure{Refusal{EIO, 0, h.error().message}, true};
-      if (*h != handle) {
-        spdlog::error("rm: session 0x{:08x} reloaded as 0x{:08x}; flushing it", handle, *h);
-        send_flush(*h);
+    auto loaded = send_context_load(s->context);
+    if (auto* failure = std::get_if<Failure>(&loaded)) return *failure;
+    const auto [rc, h] = std::get<LoadResult>(loaded);
+    if (rc == TPM2_RC_SUCCESS) {
+      if (h != handle) {
+        spdlog::error("rm: session 0x{:08x} reloaded as 0x{:08x}; flushing it", handle, h);
+        send_flush(h);
         forget_session(handle);
         return Failure{Refusal{EIO, kRmLayer | TPM2_RC_REFERENCE_S0,
                                fmt::format("session 0x{:08x} came back under another handle", handle)}};
@@ -506,17 +511,17 @@ std::optional<ResourceManager::Failure> ResourceManager::load_session(TPM2_HANDL
       s->resident = true;
       return std::nullopt;
     }
-    if (*rc == TPM2_RC_SESSION_MEMORY && evict_session(plan.sessions)) continue;
-    if (*rc == TPM2_RC_CONTEXT_GAP && regap_oldest(plan.sessions)) continue;
-    if (is_gone(*rc)) {
+    if (rc == TPM2_RC_SESSION_MEMORY && evict_session(plan.sessions)) continue;
+    if (rc == TPM2_RC_CONTEXT_GAP && regap_oldest(plan.sessions)) continue;
+    if (is_gone(rc)) {
       forget_session(handle);
       return Failure{Refusal{EINVAL, kRmLayer | TPM2_RC_REFERENCE_S0,
                              fmt::format("session 0x{:08x} can no longer be loaded (rc 0x{:x}) and was "
                                          "forgotten",
-                                         handle, *rc)}};
+                                         handle, rc)}};
     }
-    return Failure{Refusal{EIO, kRmLayer | *rc,
-                           fmt::format("reloading session 0x{:08x} failed with rc 0x{:x}", handle, *rc)}};
+    return Failure{Refusal{EIO, kRmLayer | rc,
+                           fmt::format("reloading session 0x{:08x} failed with rc 0x{:x}", handle, rc)}};
   }
   return Failure{Refusal{0, kRmSessionMemory, "no TPM session slot could be freed"}};
 }

@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <variant>
 
 #include "rm/command.h"
 #include "rm/counters.h"
@@ -71,6 +72,12 @@ class ResourceManager {
     bool transport = false;
   };
   enum class SaveOutcome { kSaved, kGone, kGap, kFailed, kTransport };
+  struct LoadResult {
+    TPM2_RC rc;
+    TPM2_HANDLE handle;  // valid when rc is TPM2_RC_SUCCESS
+  };
+  // A transport or framing failure ends the caller's attempt; a TPM rc is the caller's to judge.
+  using LoadOutcome = std::variant<Failure, LoadResult>;
 
   Space* find_space(ConnectionId id);
   Result<Bytes> refuse(Space& space, const Refusal& refusal);
@@ -90,6 +97,7 @@ class ResourceManager {
 
   // Residency.
   std::optional<Failure> make_resident(const Plan& plan);
+  LoadOutcome send_context_load(ByteSpan context);
   std::optional<Failure> load_object(ObjectId id, const Plan& plan);
   std::optional<Failure> load_session(TPM2_HANDLE handle, const Plan& plan);
   bool evict_object(const std::set<ObjectId>& pinned);
