@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <thread>
 
+#include "tis/poll_backoff.h"
+
 namespace tpmrmd::tis {
 namespace {
 
@@ -24,18 +26,6 @@ std::uint32_t be32(const std::uint8_t* p) {
   return std::uint32_t{p[0]} << 24 | std::uint32_t{p[1]} << 16 | std::uint32_t{p[2]} << 8 | p[3];
 }
 
-class Backoff {
- public:
-  explicit Backoff(std::chrono::microseconds cap) : cap_(cap) {}
-  void wait() {
-    std::this_thread::sleep_for(next_);
-    next_ = std::min(next_ * 2, cap_);
-  }
-
- private:
-  std::chrono::microseconds next_{10};
-  std::chrono::microseconds cap_;
-};
 
 }  // namespace
 
@@ -104,7 +94,7 @@ std::string CrbDriver::identity() const { return "crb:" + bus_->identity(); }
 
 Result<void> CrbDriver::wait_clear(std::uint32_t offset, std::uint32_t bit, const char* what) {
   const auto deadline = std::min(Clock::now() + options_.timeout_c, exchange_deadline_);
-  Backoff backoff(100us);
+  PollBackoff backoff(100us);
   while (bus_->read32(offset) & bit) {
     if (Clock::now() >= deadline) {
       return make_error(ETIME, std::string(what) + " did not complete within " +
@@ -119,7 +109,7 @@ Result<void> CrbDriver::request_locality() {
   constexpr std::uint32_t kHeld = kLocStateValid | kLocStateAssigned;
   bus_->write32(kLocCtrl, kLocCtrlRequest);
   const auto deadline = Clock::now() + options_.timeout_c;
-  Backoff backoff(100us);
+  PollBackoff backoff(100us);
   while ((bus_->read32(kLocState) & kHeld) != kHeld) {
     if (Clock::now() >= deadline) {
       return make_error(ETIME, "locality 0 not assigned within " + std::to_string(options_.timeout_c.count()) +
@@ -133,7 +123,7 @@ Result<void> CrbDriver::request_locality() {
 Result<void> CrbDriver::relinquish_locality() {
   bus_->write32(kLocCtrl, kLocCtrlRelinquish);
   const auto deadline = Clock::now() + options_.timeout_c;
-  Backoff backoff(100us);
+  PollBackoff backoff(100us);
   for (;;) {
     const std::uint32_t s = bus_->read32(kLocState);
     if ((s & kLocStateValid) && !(s & kLocStateAssigned)) return {};
@@ -193,7 +183,7 @@ Result<Bytes> CrbDriver::run(ByteSpan command, std::chrono::milliseconds timeout
   bus_->write_block(cmd_offset_, command);
   bus_->write32(kCtrlStart, 1);
   const auto deadline = std::min(Clock::now() + timeout, exchange_deadline_);
-  Backoff backoff(1ms);
+  PollBackoff backoff(1ms);
   while (bus_->read32(kCtrlStart) & 1) {
     if (bus_->read32(kCtrlCancel) & 1) {
       (void)cancel();  // make sure the command is over, so its answer cannot be read as the next one's

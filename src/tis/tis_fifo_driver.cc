@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <thread>
 
+#include "tis/poll_backoff.h"
+
 namespace tpmrmd::tis {
 namespace {
 
@@ -28,20 +30,6 @@ std::string hex(std::uint32_t v, int width = 2) {
 // (EAGAIN) make the send start over; nothing else does.
 bool send_retryable(int code) { return code == EIO || code == EAGAIN; }
 
-// Polls with a short first interval that grows to `cap`: emulated devices answer in microseconds, real ones
-// are not hammered for long.
-class Backoff {
- public:
-  explicit Backoff(std::chrono::microseconds cap) : cap_(cap) {}
-  void wait() {
-    std::this_thread::sleep_for(next_);
-    next_ = std::min(next_ * 2, cap_);
-  }
-
- private:
-  std::chrono::microseconds next_{10};
-  std::chrono::microseconds cap_;
-};
 
 std::uint32_t be32(const std::uint8_t* p) {
   return std::uint32_t{p[0]} << 24 | std::uint32_t{p[1]} << 16 | std::uint32_t{p[2]} << 8 | p[3];
@@ -57,7 +45,7 @@ Result<std::unique_ptr<TisFifoDriver>> TisFifoDriver::open(std::shared_ptr<Regis
   std::unique_ptr<TisFifoDriver> d(new TisFifoDriver(std::move(bus), options));
   // Startup: ACCESS(0).VALID within A, or there is no usable TPM behind the window.
   const auto deadline = Clock::now() + options.timeout_a;
-  Backoff backoff(1ms);
+  PollBackoff backoff(1ms);
   for (;;) {
     const std::uint8_t access = d->bus_->read8(kAccess);
     if (access != 0xFF && (access & kAccessValid)) break;
@@ -108,7 +96,7 @@ Result<std::uint8_t> TisFifoDriver::wait_status(std::uint8_t mask, std::uint8_t 
                                                 std::chrono::milliseconds timeout, int timeout_code,
                                                 const char* what) {
   const auto deadline = std::min(Clock::now() + timeout, exchange_deadline_);
-  Backoff backoff(500us);
+  PollBackoff backoff(500us);
   for (;;) {
     auto s = status();
     if (!s) return s;
@@ -123,7 +111,7 @@ Result<std::uint8_t> TisFifoDriver::wait_status(std::uint8_t mask, std::uint8_t 
 
 Result<std::uint16_t> TisFifoDriver::wait_burst() {
   const auto deadline = std::min(Clock::now() + options_.burst_timeout, exchange_deadline_);
-  Backoff backoff(500us);
+  PollBackoff backoff(500us);
   for (;;) {
     const std::uint32_t sts = bus_->read32(reg(kSts));
     if (sts & kStsMustBeZero) {
@@ -144,7 +132,7 @@ Result<void> TisFifoDriver::request_locality() {
   if (held()) return {};
   bus_->write8(reg(kAccess), kAccessRequestUse);
   const auto deadline = Clock::now() + options_.timeout_a;
-  Backoff backoff(1ms);
+  PollBackoff backoff(1ms);
   while (!held()) {
     if (!bus_->alive()) return make_error(EPIPE, "TIS device lost (" + bus_->description() + ")");
     if (Clock::now() >= deadline) {
@@ -209,7 +197,7 @@ Result<void> TisFifoDriver::send(ByteSpan command) {
 }
 
 Result<void> TisFifoDriver::wait_complete(Clock::time_point deadline, std::chrono::milliseconds timeout) {
-  Backoff backoff(1ms);
+  PollBackoff backoff(1ms);
   for (;;) {
     auto s = status();
     if (!s) return s.error();
