@@ -140,6 +140,9 @@ void WorkerDispatcher::run() {
       tasks_.pop_front();
       lock.unlock();
       task();
+      // Dropped before relocking: a task may hold the last reference to a front-end connection, whose
+      // destructor calls close() and so takes mutex_.
+      task = nullptr;
       lock.lock();
       continue;
     }
@@ -157,6 +160,7 @@ void WorkerDispatcher::run() {
       lock.unlock();
       auto result = rm_.execute(id, job.command);
       job.completion(std::move(result));
+      job = Job{};  // the completion, likewise, before relocking
       lock.lock();
       continue;
     }

@@ -45,8 +45,6 @@ class WorkerDispatcher final : public Dispatcher {
   };
 
   void run();
-  // Queues a task for the worker that is not a client command (close, counters, orphan completions).
-  void post(std::function<void()> task);
   void schedule(ConnectionId id, Queue& queue);  // puts `id` in the ring if it has work; mutex_ held
 
   TpmPort& tpm_;

@@ -6,6 +6,8 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
 #include <future>
 #include <thread>
 
@@ -184,6 +186,46 @@ TEST_F(DispatcherTest, BackendGoneGivesEnodev) {
   auto opened = dispatcher_->open(rm::ClientInfo{});
   ASSERT_FALSE(opened);
   EXPECT_EQ(opened.error().code, ENODEV);
+}
+
+// A front-end's completion may hold the last reference to its connection object, whose destructor closes the
+// connection (cuse::Connection does). The worker must drop a completion, or a task, without holding its own lock,
+// or that close() deadlocks the worker (seen as a hung cuse-connection test under ASan).
+TEST_F(DispatcherTest, CompletionOrTaskHoldingTheLastReferenceToACloserDoesNotDeadlockTheWorker) {
+  struct Closer {
+    rm::WorkerDispatcher* dispatcher;
+    ConnectionId id;
+    ~Closer() { dispatcher->close(id); }
+  };
+  auto must_be_ready = [](std::future<void>& f, const char* what) {
+    if (f.wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
+      // The worker is stuck for good; tearing down would hang too, so end the run with the reason.
+      std::fprintf(stderr, "FATAL: the dispatcher worker deadlocked after %s\n", what);
+      std::abort();
+    }
+  };
+  for (int round = 0; round < 2; ++round) {
+    const ConnectionId id = connect();
+    if (round == 1) dispatcher_->close(id);  // a submit after close completes through a task instead
+    auto closer = std::make_shared<Closer>(Closer{dispatcher_.get(), id});
+    std::promise<void> called;
+    dispatcher_->submit(id, get_random(8), [closer = std::move(closer), &called](Result<Bytes>) mutable {
+      called.set_value();
+    });
+    auto called_future = called.get_future();
+    must_be_ready(called_future, "calling the completion");
+    // Only the completion (held by the worker) references the Closer now; the worker drops it next. Whether it
+    // survived that shows in whether it serves another connection.
+    const ConnectionId other = connect();
+    std::promise<void> served;
+    dispatcher_->submit(other, get_random(8), [&served](Result<Bytes> r) {
+      EXPECT_TRUE(r);
+      served.set_value();
+    });
+    auto served_future = served.get_future();
+    must_be_ready(served_future, round == 0 ? "dropping a command's completion" : "dropping a task");
+    dispatcher_->close(other);
+  }
 }
 
 }  // namespace
