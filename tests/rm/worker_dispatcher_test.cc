@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <future>
+#include <latch>
 #include <thread>
 
 #include "rm_fixture.h"
@@ -48,27 +49,35 @@ class DispatcherTest : public SwtpmRmTest {
 TEST_F(DispatcherTest, ConnectionsOnSeveralThreads) {
   constexpr int kThreads = 4;
   std::atomic<int> failures{0};
+  // Every thread holds its objects before any thread uses or closes them, so 8 keys and 4 sessions really
+  // coexist on 3 + 3 slots however the threads are scheduled (a slow start must not serialise them).
+  std::latch all_loaded{kThreads};
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       ConnectionId c = connect();
       std::vector<TPM2_HANDLE> keys;
-      for (int k = 0; k < 2; ++k) {
-        auto r = dispatcher_->execute(c, create_primary(TPM2_RH_OWNER, static_cast<std::uint8_t>(t * 8 + k)));
-        if (!r || rc_of(*r) != TPM2_RC_SUCCESS) {
-          ++failures;
-          return;
+      TPM2_HANDLE session = 0;
+      auto load = [&] {
+        for (int k = 0; k < 2; ++k) {
+          auto r = dispatcher_->execute(c, create_primary(TPM2_RH_OWNER, static_cast<std::uint8_t>(t * 8 + k)));
+          if (!r || rc_of(*r) != TPM2_RC_SUCCESS) return false;
+          keys.push_back(handle_of(*r));
         }
-        keys.push_back(handle_of(*r));
-      }
-      auto s = dispatcher_->execute(c, start_auth_session(TPM2_SE_POLICY));
-      if (!s || rc_of(*s) != TPM2_RC_SUCCESS) {
+        auto s = dispatcher_->execute(c, start_auth_session(TPM2_SE_POLICY));
+        if (!s || rc_of(*s) != TPM2_RC_SUCCESS) return false;
+        session = handle_of(*s);
+        return true;
+      };
+      const bool loaded = load();
+      all_loaded.arrive_and_wait();
+      if (!loaded) {
         ++failures;
-        return;
-      }
-      for (int i = 0; i < 30; ++i) {
-        auto r = dispatcher_->execute(c, i % 3 == 2 ? policy_get_digest(handle_of(*s)) : read_public(keys[i % 2]));
-        if (!r || rc_of(*r) != TPM2_RC_SUCCESS) ++failures;
+      } else {
+        for (int i = 0; i < 30; ++i) {
+          auto r = dispatcher_->execute(c, i % 3 == 2 ? policy_get_digest(session) : read_public(keys[i % 2]));
+          if (!r || rc_of(*r) != TPM2_RC_SUCCESS) ++failures;
+        }
       }
       (void)dispatcher_->counters();
       dispatcher_->close(c);
