@@ -27,8 +27,14 @@ export TPM2TOOLS_TCTI=device:/dev/$name
 echo "demo: \$ tpm2_getrandom --hex 16"
 tpm2_getrandom --hex 16; echo
 echo "demo: \$ tpm2_createprimary -c primary.ctx; tpm2_readpublic -c primary.ctx   (two processes, one key)"
-cd "$state" && tpm2_createprimary -Q -c primary.ctx && tpm2_readpublic -c primary.ctx | head -4
+cd "$state" && tpm2_createprimary -Q -c primary.ctx
+# Captured first: piping into head would SIGPIPE tpm2_readpublic and, under pipefail, end the demo early.
+public=$(tpm2_readpublic -c primary.ctx)
+sed -n 1,4p <<<"$public"
 echo "demo: stopping tpmrmd (SIGTERM)"
 kill -TERM $pid
-wait $pid && echo "demo: tpmrmd exited 0; /dev/$name removed: $([[ -e /dev/$name ]] && echo no || echo yes)"
+status=0; wait $pid || status=$?
 trap 'rm -rf "$state"' EXIT
+if [[ -e /dev/$name ]]; then echo "demo: tpmrmd exited $status but left /dev/$name behind" >&2; exit 1; fi
+echo "demo: tpmrmd exited $status; /dev/$name removed"
+exit "$status"
