@@ -11,13 +11,13 @@
 #include <memory>
 #include <vector>
 
-#include "../tests/rm/tpm_commands.h"
-#include "tis/chip.h"
-#include "tis/crb_driver.h"
-#include "tis/driver_factory.h"
-#include "tis/emulated_crb_device.h"
-#include "tis/emulated_tis_device.h"
-#include "tis/tis_fifo_driver.h"
+#include "support/tpm_commands.h"
+#include "chip/chip.h"
+#include "chip/registers/crb_driver.h"
+#include "chip/driver_factory.h"
+#include "support/emulated_crb_device.h"
+#include "support/emulated_tis_device.h"
+#include "chip/registers/tis_fifo_driver.h"
 
 namespace {
 
@@ -26,7 +26,7 @@ using Clock = std::chrono::steady_clock;
 
 struct Path {
   std::string name;
-  std::function<Result<std::unique_ptr<tis::Driver>>()> open;
+  std::function<Result<std::unique_ptr<chip::Driver>>()> open;
   std::function<std::uint64_t()> accesses;  // register accesses so far (0 for the socket path)
 };
 
@@ -36,7 +36,7 @@ int run(const Path& path, const std::string& label, const Bytes& command, int co
     fmt::print(stderr, "{}: {}\n", path.name, describe(driver.error()));
     return 1;
   }
-  tis::Chip chip(std::move(*driver));
+  chip::Chip chip(std::move(*driver));
   if (auto s = chip.startup(); !s) {
     fmt::print(stderr, "{}: start-up: {}\n", path.name, describe(s.error()));
     return 1;
@@ -74,28 +74,28 @@ int main(int argc, char** argv) {
   app.add_option("--commands", count, "commands per measurement")->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
 
-  std::shared_ptr<tis::EmulatedTisDevice> tis_device;
-  std::shared_ptr<tis::EmulatedCrbDevice> crb_device;
+  std::shared_ptr<chip::EmulatedTisDevice> tis_device;
+  std::shared_ptr<chip::EmulatedCrbDevice> crb_device;
   const std::vector<Path> paths = {
-      {"swtpm socket (direct)", [&] { return tis::make_driver(spec); }, [] { return std::uint64_t{0}; }},
+      {"swtpm socket (direct)", [&] { return chip::make_driver(spec); }, [] { return std::uint64_t{0}; }},
       {"TIS FIFO -> emulated TIS",
-       [&]() -> Result<std::unique_ptr<tis::Driver>> {
-         auto backend = tis::make_driver(spec);
+       [&]() -> Result<std::unique_ptr<chip::Driver>> {
+         auto backend = chip::make_driver(spec);
          if (!backend) return backend.error();
-         tis_device = std::make_shared<tis::EmulatedTisDevice>(std::move(*backend));
-         auto d = tis::TisFifoDriver::open(tis_device);
+         tis_device = std::make_shared<chip::EmulatedTisDevice>(std::move(*backend));
+         auto d = chip::TisFifoDriver::open(tis_device);
          if (!d) return d.error();
-         return std::unique_ptr<tis::Driver>(std::move(*d));
+         return std::unique_ptr<chip::Driver>(std::move(*d));
        },
        [&] { return tis_device->counters().accesses; }},
       {"CRB -> emulated CRB",
-       [&]() -> Result<std::unique_ptr<tis::Driver>> {
-         auto backend = tis::make_driver(spec);
+       [&]() -> Result<std::unique_ptr<chip::Driver>> {
+         auto backend = chip::make_driver(spec);
          if (!backend) return backend.error();
-         crb_device = std::make_shared<tis::EmulatedCrbDevice>(std::move(*backend));
-         auto d = tis::CrbDriver::open(crb_device);
+         crb_device = std::make_shared<chip::EmulatedCrbDevice>(std::move(*backend));
+         auto d = chip::CrbDriver::open(crb_device);
          if (!d) return d.error();
-         return std::unique_ptr<tis::Driver>(std::move(*d));
+         return std::unique_ptr<chip::Driver>(std::move(*d));
        },
        [&] { return crb_device->counters().accesses; }},
   };

@@ -9,12 +9,13 @@
 #include <cstdio>
 #include <vector>
 
-#include "../tests/rm/tpm_commands.h"
+#include "support/tpm_commands.h"
 #include "rm/context_commands.h"
 #include "rm/resource_manager.h"
+#include "daemon/chip_port.h"
 #include "rm/tpm_port.h"
-#include "tis/chip.h"
-#include "tis/driver_factory.h"
+#include "chip/chip.h"
+#include "chip/driver_factory.h"
 
 namespace {
 
@@ -75,7 +76,7 @@ bool bench_rm(rm::TpmPort& port, int connections, int keys, int uses, Measure& o
 }
 
 // The kernel's algorithm for the same workload on the raw chip: nothing stays loaded between commands.
-bool bench_kernel(tis::Chip& chip, int connections, int keys, int uses, Measure& out) {
+bool bench_kernel(chip::Chip& chip, int connections, int keys, int uses, Measure& out) {
   std::vector<Bytes> blobs;
   for (int i = 0; i < connections * keys; ++i) {
     auto r = chip.transmit(testing::create_primary(TPM2_RH_OWNER, static_cast<std::uint8_t>(100 + i)));
@@ -120,17 +121,17 @@ int main(int argc, char** argv) {
   app.add_option("--connections", connections, "connections in the multi-key workload");
   CLI11_PARSE(app, argc, argv);
 
-  auto driver = tis::make_driver(spec);
+  auto driver = chip::make_driver(spec);
   if (!driver) {
     std::fprintf(stderr, "backend: %s\n", describe(driver.error()).c_str());
     return 1;
   }
-  tis::Chip chip(std::move(*driver));
+  chip::Chip chip(std::move(*driver));
   if (auto started = chip.startup(); !started) {
     std::fprintf(stderr, "startup: %s\n", describe(started.error()).c_str());
     return 1;
   }
-  rm::ChipPort port(chip);
+  daemon::ChipPort port(chip);
   std::printf("TPM: %s, %u object slots, %u loaded-session slots\n", chip.description().c_str(),
               chip.info().hr_transient_min, chip.info().hr_loaded_min);
   struct Workload {
@@ -145,6 +146,6 @@ int main(int argc, char** argv) {
     print(w.name, "tpmrmd", ours);
     print(w.name, "kernel", kernel);
   }
-  chip.unregister(tis::ShutdownMode::kNone);
+  chip.unregister(chip::ShutdownMode::kNone);
   return 0;
 }

@@ -7,8 +7,8 @@
 #include <cstdio>
 #include <iostream>
 
-#include "tis/chip.h"
-#include "tis/driver_factory.h"
+#include "chip/chip.h"
+#include "chip/driver_factory.h"
 
 namespace {
 
@@ -31,19 +31,19 @@ int main(int argc, char** argv) {
   bool json = false;
   bool verbose = false;
   bool shutdown = false;
-  app.add_option("--tpm", spec, "Backend spec:\n" + tis::backend_spec_help())->required();
+  app.add_option("--tpm", spec, "Backend spec:\n" + chip::backend_spec_help())->required();
   app.add_flag("--json", json, "Print JSON instead of text");
   app.add_flag("--shutdown", shutdown, "Send TPM2_Shutdown(CLEAR) when done (default: leave the TPM running)");
   app.add_flag("-v,--verbose", verbose, "Log start-up steps to stderr");
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(verbose ? spdlog::level::info : spdlog::level::warn);
 
-  auto driver = tis::make_driver(spec);
+  auto driver = chip::make_driver(spec);
   if (!driver) {
     std::cerr << "tpm-probe: " << describe(driver.error()) << "\n";
     return 1;
   }
-  tis::Chip chip(std::move(*driver));
+  chip::Chip chip(std::move(*driver));
   if (auto started = chip.startup(); !started) {
     std::cerr << "tpm-probe: start-up of " << spec << " failed: " << describe(started.error()) << "\n";
     return 1;
@@ -94,6 +94,6 @@ int main(int argc, char** argv) {
         info.max_session_context, info.commands.size(), info.total_commands,
         counters.startups ? "TPM2_Startup(CLEAR) sent by tpm-probe" : "TPM was already started", counters.commands);
   }
-  chip.unregister(shutdown ? tis::ShutdownMode::kClear : tis::ShutdownMode::kNone);
+  chip.unregister(shutdown ? chip::ShutdownMode::kClear : chip::ShutdownMode::kNone);
   return 0;
 }

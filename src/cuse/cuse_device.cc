@@ -40,9 +40,9 @@ struct PollSlot {
 }  // namespace
 
 struct CuseDevice::OpenFile {
-  std::shared_ptr<Connection> connection;
+  std::shared_ptr<device::Connection> connection;
   std::shared_ptr<PollSlot> poll = std::make_shared<PollSlot>();
-  std::list<std::weak_ptr<Connection>>::iterator registry_entry;
+  std::list<std::weak_ptr<device::Connection>>::iterator registry_entry;
 };
 
 struct CuseDevice::Impl {
@@ -54,7 +54,7 @@ struct CuseDevice::Impl {
 
   // Open connections, for the discard sweep.
   std::mutex registry_mutex;
-  std::list<std::weak_ptr<Connection>> registry;
+  std::list<std::weak_ptr<device::Connection>> registry;
   std::condition_variable sweep_wake;
   std::thread sweeper;
   std::thread node_setup;
@@ -66,12 +66,12 @@ struct CuseDevice::Impl {
     std::unique_lock lock(registry_mutex);
     while (!stopping.load()) {
       sweep_wake.wait_for(lock, std::chrono::milliseconds(250));
-      std::vector<std::shared_ptr<Connection>> live;
+      std::vector<std::shared_ptr<device::Connection>> live;
       for (auto& weak : registry) {
         if (auto c = weak.lock()) live.push_back(std::move(c));
       }
       lock.unlock();
-      auto now = Connection::Clock::now();
+      auto now = device::Connection::Clock::now();
       for (auto& c : live) {
         if (c->discard_if_expired(now)) {
           spdlog::warn("cuse: discarded an unread response after the timeout (pid {} uid {})", c->client().pid,

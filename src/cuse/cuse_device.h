@@ -10,7 +10,7 @@
 #include <optional>
 #include <string>
 
-#include "cuse/connection.h"
+#include "device/connection.h"
 #include "util/result.h"
 
 namespace tpmrmd::cuse {
@@ -20,12 +20,12 @@ struct CuseDeviceOptions {
   mode_t mode = 0660;
   std::optional<uid_t> owner;
   std::optional<gid_t> group;
-  ConnectionOptions connection;
+  device::ConnectionOptions connection;
   bool debug = false;  // libfuse request tracing
 };
 
 // Opens connections on whatever backend is current; ENODEV while there is none.
-using ConnectionOpener = std::function<Result<std::shared_ptr<Connection>>(const rm::ClientInfo&)>;
+using ConnectionOpener = std::function<Result<std::shared_ptr<device::Connection>>(const rm::ClientInfo&)>;
 
 class CuseDevice {
  public:

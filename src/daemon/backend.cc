@@ -5,6 +5,7 @@
 #include <chrono>
 #include <thread>
 
+#include "daemon/chip_port.h"
 #include "rm/tpm_port.h"
 #include "rm/worker_dispatcher.h"
 
@@ -56,13 +57,13 @@ class GatedDispatcher final : public rm::Dispatcher {
   std::shared_ptr<rm::WorkerDispatcher> inner_;
 };
 
-Result<std::shared_ptr<Backend>> Backend::start(std::unique_ptr<tis::Driver> driver, rm::RmOptions rm_options,
+Result<std::shared_ptr<Backend>> Backend::start(std::unique_ptr<chip::Driver> driver, rm::RmOptions rm_options,
                                                 std::function<void(const Error&)> on_lost,
-                                                tis::ChipOptions chip_options) {
+                                                chip::ChipOptions chip_options) {
   std::shared_ptr<Backend> backend(new Backend);
   backend->description_ = driver->description();
   backend->identity_ = driver->identity();
-  backend->chip_ = std::make_unique<tis::Chip>(std::move(driver), chip_options);
+  backend->chip_ = std::make_unique<chip::Chip>(std::move(driver), chip_options);
   // Late fds must see ENODEV from the moment the transport broke, including the command that found out, so
   // connections are marked on the noticing thread; the rest of the teardown is the caller's (another thread).
   backend->chip_->set_on_lost([weak = std::weak_ptr<Backend>(backend), on_lost = std::move(on_lost)](const Error& e) {
@@ -74,27 +75,27 @@ Result<std::shared_ptr<Backend>> Backend::start(std::unique_ptr<tis::Driver> dri
   });
   auto started = backend->chip_->startup();
   if (!started) return started.error();
-  backend->port_ = std::make_unique<rm::ChipPort>(*backend->chip_);
+  backend->port_ = std::make_unique<ChipPort>(*backend->chip_);
   backend->dispatcher_ =
       std::make_shared<GatedDispatcher>(std::make_unique<rm::WorkerDispatcher>(*backend->port_, rm_options));
   return backend;
 }
 
-Backend::~Backend() { stop(tis::ShutdownMode::kNone); }
+Backend::~Backend() { stop(chip::ShutdownMode::kNone); }
 
-Result<std::shared_ptr<cuse::Connection>> Backend::open(const rm::ClientInfo& client,
-                                                        cuse::ConnectionOptions options) {
+Result<std::shared_ptr<device::Connection>> Backend::open(const rm::ClientInfo& client,
+                                                        device::ConnectionOptions options) {
   std::lock_guard lock(mutex_);
   if (stopped_) return make_error(ENODEV, "TPM backend is gone");
-  auto connection = cuse::Connection::open(dispatcher_, client, options);
+  auto connection = device::Connection::open(dispatcher_, client, options);
   if (!connection) return connection;
   std::erase_if(connections_, [](const auto& weak) { return weak.expired(); });
   connections_.push_back(*connection);
   return connection;
 }
 
-void Backend::stop(tis::ShutdownMode mode) {
-  std::vector<std::weak_ptr<cuse::Connection>> connections;
+void Backend::stop(chip::ShutdownMode mode) {
+  std::vector<std::weak_ptr<device::Connection>> connections;
   {
     std::lock_guard lock(mutex_);
     if (stopped_) return;
@@ -111,7 +112,7 @@ void Backend::stop(tis::ShutdownMode mode) {
 }
 
 void Backend::mark_connections_lost() {
-  std::vector<std::shared_ptr<cuse::Connection>> live;
+  std::vector<std::shared_ptr<device::Connection>> live;
   {
     std::lock_guard lock(mutex_);
     for (auto& weak : connections_) {

@@ -22,7 +22,7 @@
 #include "daemon/backend.h"
 #include "daemon/embedded_swtpm.h"
 #include "daemon/tpm_lock.h"
-#include "tis/driver_factory.h"
+#include "chip/driver_factory.h"
 
 namespace tpmrmd::daemon {
 namespace {
@@ -84,13 +84,13 @@ class Supervisor {
       if (auto r = swtpm_->start(); !r) return r;
     }
     auto spec = swtpm_ ? swtpm_->spec() : settings_.tpm;
-    auto driver = tis::make_driver(spec);
+    auto driver = chip::make_driver(spec);
     if (!driver) return driver.error();
     if (identity_check_) {
       if (auto r = identity_check_((*driver)->identity()); !r) return r;
     }
     std::uint64_t generation = ++generation_;
-    tis::ChipOptions chip_options;
+    chip::ChipOptions chip_options;
     // A freshly started emulator on a loaded (or emulated) machine can answer its first commands far later
     // than hardware deadlines allow; it is a local process, not a bus device, so its deadlines are relaxed.
     chip_options.duration_scale = settings_.duration_scale > 0 ? settings_.duration_scale : (swtpm_ ? 10.0 : 1.0);
@@ -109,7 +109,7 @@ class Supervisor {
     return {};
   }
 
-  Result<std::shared_ptr<cuse::Connection>> open(const rm::ClientInfo& client, cuse::ConnectionOptions options) {
+  Result<std::shared_ptr<device::Connection>> open(const rm::ClientInfo& client, device::ConnectionOptions options) {
     std::shared_ptr<Backend> backend;
     {
       std::lock_guard lock(mutex_);
@@ -131,7 +131,7 @@ class Supervisor {
   }
 
   // Stops supervising and ends the current backend (flush, TPM2_Shutdown(mode)).
-  void shutdown(tis::ShutdownMode mode) {
+  void shutdown(chip::ShutdownMode mode) {
     {
       std::lock_guard lock(mutex_);
       stopping_ = true;
@@ -160,7 +160,7 @@ class Supervisor {
         lost_ = false;
         lock.unlock();
         if (backend) {
-          backend->stop(tis::ShutdownMode::kNone);
+          backend->stop(chip::ShutdownMode::kNone);
           spdlog::warn("event=backend-unregistered backend=\"{}\" open_fds=ENODEV", backend->description());
         }
         // A lost transport to a still-running embedded swtpm: start afresh.
@@ -259,9 +259,9 @@ int run(const Settings& s) {
     runas_uid = *u;
     runas_gid = gid;
   }
-  tis::ShutdownMode shutdown_mode = s.shutdown == "none"    ? tis::ShutdownMode::kNone
-                                    : s.shutdown == "state" ? tis::ShutdownMode::kState
-                                                            : tis::ShutdownMode::kClear;
+  chip::ShutdownMode shutdown_mode = s.shutdown == "none"    ? chip::ShutdownMode::kNone
+                                    : s.shutdown == "state" ? chip::ShutdownMode::kState
+                                                            : chip::ShutdownMode::kClear;
 
   if (auto env = cuse::CuseDevice::check_environment(s.name); !env) {
     spdlog::critical("event=startup-failed error=\"{}\"", describe(env.error()));
@@ -340,7 +340,7 @@ int main(int argc, char** argv) {
   CLI::App app{"tpmrmd: a userspace TPM 2.0 resource manager serving a /dev/tpmrm0-compatible CUSE device.\n"
                "Without --tpm it starts and supervises its own swtpm (state in --state-dir)."};
   app.set_version_flag("--version", std::string("tpmrmd ") + TPMRMD_VERSION);
-  app.add_option("--tpm", s.tpm, "Backend TPM: " + tpmrmd::tis::backend_spec_help() +
+  app.add_option("--tpm", s.tpm, "Backend TPM: " + tpmrmd::chip::backend_spec_help() +
                                      " (default: an embedded swtpm)");
   app.add_option("--name", s.name, "Device node name under /dev")->capture_default_str();
   app.add_option("--mode", s.mode, "Node permissions (octal)")->capture_default_str();

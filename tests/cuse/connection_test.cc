@@ -1,16 +1,16 @@
 // Connection semantics on the host: the real RM (WorkerDispatcher) and a real swtpm behind daemon::Backend, the
 // same stack tpmrmd runs; only the CUSE glue is left out (the VM suite covers it).
-#include "cuse/connection.h"
+#include "device/connection.h"
 
 #include <gtest/gtest.h>
 
 #include <future>
 
 #include "daemon/backend.h"
-#include "fixtures/swtpm_process.h"
-#include "tis/driver_factory.h"
+#include "support/swtpm_process.h"
+#include "chip/driver_factory.h"
 
-namespace tpmrmd::cuse {
+namespace tpmrmd::device {
 namespace {
 
 using namespace std::chrono_literals;
@@ -22,14 +22,14 @@ class ConnectionTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(swtpm_.start().ok());
-    auto driver = tis::make_driver(swtpm_.spec());
+    auto driver = chip::make_driver(swtpm_.spec());
     ASSERT_TRUE(driver.ok()) << describe(driver.error());
     auto backend = daemon::Backend::start(std::move(*driver), {}, [this](const Error&) { lost_ = true; });
     ASSERT_TRUE(backend.ok()) << describe(backend.error());
     backend_ = std::move(*backend);
   }
   void TearDown() override {
-    if (backend_) backend_->stop(tis::ShutdownMode::kNone);
+    if (backend_) backend_->stop(chip::ShutdownMode::kNone);
   }
   std::shared_ptr<Connection> open(ConnectionOptions options = {}) {
     auto c = backend_->open(rm::ClientInfo{1000, 1000, 42, "test"}, options);
@@ -158,7 +158,7 @@ TEST_F(ConnectionTest, LateFdsGetEnodevButKeepAStoredResponse) {
   auto after = read(*stored, 4096);
   ASSERT_FALSE(after.ok());
   EXPECT_EQ(after.error().code, ENODEV);
-  backend_->stop(tis::ShutdownMode::kNone);
+  backend_->stop(chip::ShutdownMode::kNone);
   auto fresh = backend_->open(rm::ClientInfo{}, {});
   ASSERT_FALSE(fresh.ok());
   EXPECT_EQ(fresh.error().code, ENODEV);
@@ -183,4 +183,4 @@ TEST_F(ConnectionTest, ManyConnectionsInterleave) {
 }
 
 }  // namespace
-}  // namespace tpmrmd::cuse
+}  // namespace tpmrmd::device

@@ -5,11 +5,11 @@
 namespace tpmrmd::testing {
 namespace {
 
-using tis::EmulatedCrbFaults;
+using chip::EmulatedCrbFaults;
 
 class CrbTest : public RegisterTest {
  protected:
-  void start(tis::EmulatedCrbOptions device_options = {}) {
+  void start(chip::EmulatedCrbOptions device_options = {}) {
     device_ = crb_device(device_options);
     auto d = crb_driver(device_);
     ASSERT_NE(d, nullptr);
@@ -24,9 +24,9 @@ class CrbTest : public RegisterTest {
     return r;
   }
 
-  std::shared_ptr<tis::EmulatedCrbDevice> device_;
-  tis::CrbDriver* driver_ = nullptr;
-  std::unique_ptr<tis::Chip> chip_;
+  std::shared_ptr<chip::EmulatedCrbDevice> device_;
+  chip::CrbDriver* driver_ = nullptr;
+  std::unique_ptr<chip::Chip> chip_;
 };
 
 TEST_F(CrbTest, StartupAndRealTrafficOverlappingBuffer) {
@@ -39,7 +39,7 @@ TEST_F(CrbTest, StartupAndRealTrafficOverlappingBuffer) {
 }
 
 TEST_F(CrbTest, SeparateBuffers) {
-  tis::EmulatedCrbOptions o;
+  chip::EmulatedCrbOptions o;
   o.separate_buffers = true;
   start(o);
   EXPECT_EQ(driver_->command_offset(), 0x80u);
@@ -128,7 +128,7 @@ TEST_F(CrbTest, FC08_BadResponseLengthIsEio) {
 }
 
 TEST_F(CrbTest, FC09_CommandLargerThanTheBufferIsE2big) {
-  tis::EmulatedCrbOptions o;
+  chip::EmulatedCrbOptions o;
   o.separate_buffers = true;  // 2048-byte command buffer, below the TPM's 4096
   start(o);
   Bytes big = get_random(8);
@@ -139,15 +139,15 @@ TEST_F(CrbTest, FC09_CommandLargerThanTheBufferIsE2big) {
 }
 
 TEST_F(CrbTest, FC10_OverlappingBuffersWithDifferentSizesFailProbe) {
-  tis::EmulatedCrbOptions o;
+  chip::EmulatedCrbOptions o;
   o.response_size_override = 0x800;
-  auto d = tis::CrbDriver::open(crb_device(o));
+  auto d = chip::CrbDriver::open(crb_device(o));
   ASSERT_FALSE(d.ok());
   EXPECT_EQ(d.error().code, EINVAL) << describe(d.error());
 }
 
 TEST_F(CrbTest, FC11_OversizedSizeRegistersAreClamped) {
-  tis::EmulatedCrbOptions o;
+  chip::EmulatedCrbOptions o;
   o.command_size_override = 0x10000;
   o.response_size_override = 0x10000;
   start(o);
@@ -157,7 +157,7 @@ TEST_F(CrbTest, FC11_OversizedSizeRegistersAreClamped) {
 }
 
 TEST_F(CrbTest, FC12_AddressesReadableOnlyAfterCmdReady) {
-  tis::EmulatedCrbOptions o;
+  chip::EmulatedCrbOptions o;
   o.addresses_zero_while_idle = true;
   start(o);
   EXPECT_EQ(driver_->command_offset(), 0x80u);
@@ -173,13 +173,13 @@ TEST_F(CrbTest, FC13_StartClearedBeforeTheResponseIsEio) {
 
 TEST_F(CrbTest, FC14_StaleCancelIsClearedBySend) {
   start();
-  device_->write32(tis::crb_reg::kCtrlCancel, 1);
+  device_->write32(chip::crb_reg::kCtrlCancel, 1);
   expect_get_random_works(*chip_);
 }
 
 TEST_F(CrbTest, NoCrbInterfaceAtTheWindowIsEnodev) {
   // A TIS window is not a CRB one: INTF_ID's interface type reads 0.
-  auto d = tis::CrbDriver::open(tis_device());
+  auto d = chip::CrbDriver::open(tis_device());
   ASSERT_FALSE(d.ok());
   EXPECT_EQ(d.error().code, ENODEV);
 }

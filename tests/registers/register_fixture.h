@@ -6,15 +6,15 @@
 #include <chrono>
 #include <memory>
 
-#include "fixtures/swtpm_process.h"
-#include "tis/chip.h"
-#include "tis/crb_driver.h"
-#include "tis/driver_factory.h"
-#include "tis/emulated_crb_device.h"
-#include "tis/emulated_tis_device.h"
-#include "tis/tis_fifo_driver.h"
+#include "support/swtpm_process.h"
+#include "chip/chip.h"
+#include "chip/registers/crb_driver.h"
+#include "chip/driver_factory.h"
+#include "support/emulated_crb_device.h"
+#include "support/emulated_tis_device.h"
+#include "chip/registers/tis_fifo_driver.h"
 #include "tpm/header.h"
-#include "tpm_commands.h"
+#include "support/tpm_commands.h"
 
 namespace tpmrmd::testing {
 
@@ -28,33 +28,33 @@ class RegisterTest : public ::testing::Test {
     ASSERT_TRUE(r.ok()) << describe(r.error());
   }
 
-  std::unique_ptr<tis::Driver> backend() {
-    auto d = tis::make_driver(swtpm_->spec());
+  std::unique_ptr<chip::Driver> backend() {
+    auto d = chip::make_driver(swtpm_->spec());
     EXPECT_TRUE(d.ok()) << (d ? "" : describe(d.error()));
     return d ? std::move(*d) : nullptr;
   }
 
   // Emulated TIS + our driver; keeps raw pointers for counters (valid while the chip holds the driver).
-  std::shared_ptr<tis::EmulatedTisDevice> tis_device(tis::EmulatedTisOptions options = {}) {
-    return std::make_shared<tis::EmulatedTisDevice>(backend(), options);
+  std::shared_ptr<chip::EmulatedTisDevice> tis_device(chip::EmulatedTisOptions options = {}) {
+    return std::make_shared<chip::EmulatedTisDevice>(backend(), options);
   }
-  std::unique_ptr<tis::TisFifoDriver> tis_driver(std::shared_ptr<tis::RegisterBus> bus, tis::TisFifoOptions options = {}) {
-    auto d = tis::TisFifoDriver::open(std::move(bus), options);
+  std::unique_ptr<chip::TisFifoDriver> tis_driver(std::shared_ptr<chip::RegisterBus> bus, chip::TisFifoOptions options = {}) {
+    auto d = chip::TisFifoDriver::open(std::move(bus), options);
     EXPECT_TRUE(d.ok()) << (d ? "" : describe(d.error()));
     return d ? std::move(*d) : nullptr;
   }
-  std::shared_ptr<tis::EmulatedCrbDevice> crb_device(tis::EmulatedCrbOptions options = {}) {
-    return std::make_shared<tis::EmulatedCrbDevice>(backend(), options);
+  std::shared_ptr<chip::EmulatedCrbDevice> crb_device(chip::EmulatedCrbOptions options = {}) {
+    return std::make_shared<chip::EmulatedCrbDevice>(backend(), options);
   }
-  std::unique_ptr<tis::CrbDriver> crb_driver(std::shared_ptr<tis::RegisterBus> bus) {
-    auto d = tis::CrbDriver::open(std::move(bus));
+  std::unique_ptr<chip::CrbDriver> crb_driver(std::shared_ptr<chip::RegisterBus> bus) {
+    auto d = chip::CrbDriver::open(std::move(bus));
     EXPECT_TRUE(d.ok()) << (d ? "" : describe(d.error()));
     return d ? std::move(*d) : nullptr;
   }
 
   // Starts a chip on `driver`; fails the test if start-up fails.
-  std::unique_ptr<tis::Chip> started_chip(std::unique_ptr<tis::Driver> driver) {
-    auto chip = std::make_unique<tis::Chip>(std::move(driver));
+  std::unique_ptr<chip::Chip> started_chip(std::unique_ptr<chip::Driver> driver) {
+    auto chip = std::make_unique<chip::Chip>(std::move(driver));
     auto s = chip->startup();
     EXPECT_TRUE(s.ok()) << describe(s.error());
     return chip;
@@ -64,7 +64,7 @@ class RegisterTest : public ::testing::Test {
 };
 
 // A successful GetRandom(n) through `chip`: rc 0 and n bytes.
-inline void expect_get_random_works(tis::Chip& chip, std::uint16_t n = 16) {
+inline void expect_get_random_works(chip::Chip& chip, std::uint16_t n = 16) {
   auto r = chip.transmit(get_random(n));
   ASSERT_TRUE(r.ok()) << describe(r.error());
   ASSERT_EQ(rc_of(*r), TPM2_RC_SUCCESS);
@@ -77,7 +77,7 @@ inline void expect_error(const Result<Bytes>& r, int code) {
 }
 
 // Real TPM traffic: GetRandom, CreatePrimary, ContextSave/FlushContext/ContextLoad of the key, ReadPublic.
-inline void run_real_traffic(tis::Chip& chip) {
+inline void run_real_traffic(chip::Chip& chip) {
   expect_get_random_works(chip, 32);
   auto primary = chip.transmit(create_primary());
   ASSERT_TRUE(primary.ok()) << describe(primary.error());

@@ -2,18 +2,35 @@
 // clear errors for malformed specs and unreachable MMIO.
 #include <cstdlib>
 
+#include "chip/registers/register_driver_specs.h"
 #include "register_fixture.h"
+#include "support/emulated_register_specs.h"
 
 namespace tpmrmd::testing {
 namespace {
 
-using SpecTest = RegisterTest;
+class SpecTest : public RegisterTest {
+ protected:
+  void SetUp() override {
+    RegisterTest::SetUp();
+    chip::install_emulated_register_specs();
+  }
+};
+
+// The daemon links no emulated devices: without the test equipment installed such specs are refused.
+TEST_F(SpecTest, EmulatedSpecsNeedTheTestEquipment) {
+  chip::set_emulated_bus_maker(nullptr);
+  auto d = chip::make_driver("tis:emulated,backend=" + swtpm_->spec());
+  chip::install_emulated_register_specs();
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.error().message.find("only in tests and benches"), std::string::npos) << d.error().message;
+}
 
 TEST_F(SpecTest, EmulatedTisAndCrbSpecsServeRealCommands) {
   for (const std::string kind : {"tis", "crb"}) {
-    auto d = tis::make_driver(kind + ":emulated,backend=" + swtpm_->spec());
+    auto d = chip::make_driver(kind + ":emulated,backend=" + swtpm_->spec());
     ASSERT_TRUE(d.ok()) << describe(d.error());
-    tis::Chip chip(std::move(*d));
+    chip::Chip chip(std::move(*d));
     ASSERT_TRUE(chip.startup().ok());
     EXPECT_NE(chip.identity().find(kind + ":emulated:swtpm:"), std::string::npos) << chip.identity();
     run_real_traffic(chip);
@@ -21,7 +38,7 @@ TEST_F(SpecTest, EmulatedTisAndCrbSpecsServeRealCommands) {
 }
 
 TEST_F(SpecTest, VendorIdOption) {
-  auto d = tis::make_driver("tis:emulated,vid=0x15d1,backend=" + swtpm_->spec());
+  auto d = chip::make_driver("tis:emulated,vid=0x15d1,backend=" + swtpm_->spec());
   ASSERT_TRUE(d.ok()) << describe(d.error());
   EXPECT_NE((*d)->description().find("VID 0x15d1"), std::string::npos) << (*d)->description();
 }
@@ -40,7 +57,7 @@ TEST_F(SpecTest, MalformedSpecsAreClearErrors) {
       {"tis:mmio=0xFED40001", "not page-aligned"},
   };
   for (const auto& [spec, message] : cases) {
-    auto d = tis::make_driver(spec);
+    auto d = chip::make_driver(spec);
     ASSERT_FALSE(d.ok()) << spec;
     EXPECT_NE(d.error().message.find(message), std::string::npos) << spec << ": " << describe(d.error());
   }
@@ -48,7 +65,7 @@ TEST_F(SpecTest, MalformedSpecsAreClearErrors) {
 
 TEST_F(SpecTest, MmioWithoutAccessIsAClearError) {
   // On the build host there is no TPM window (and usually no /dev/mem access): the error says why.
-  auto d = tis::make_driver("tis:mmio=0xFED40000");
+  auto d = chip::make_driver("tis:mmio=0xFED40000");
   if (d.ok()) GTEST_SKIP() << "a TIS window answers at 0xFED40000 on this machine";
   EXPECT_TRUE(d.error().code == EACCES || d.error().code == EPERM || d.error().code == ENOENT ||
               d.error().code == ENODEV)
@@ -57,7 +74,7 @@ TEST_F(SpecTest, MmioWithoutAccessIsAClearError) {
 }
 
 TEST_F(SpecTest, HelpListsTheRegisterKinds) {
-  const auto help = tis::backend_spec_help();
+  const auto help = chip::backend_spec_help();
   EXPECT_NE(help.find("tis:mmio=ADDR"), std::string::npos);
   EXPECT_NE(help.find("crb:emulated"), std::string::npos);
 }
@@ -73,9 +90,9 @@ namespace {
 TEST(MmioInVm, RealTrafficThroughQemuRegisters) {
   const char* spec = std::getenv("TPMRMD_REGS_MMIO_SPEC");
   if (!spec) GTEST_SKIP() << "TPMRMD_REGS_MMIO_SPEC not set (only inside the VM)";
-  auto d = tis::make_driver(spec);
+  auto d = chip::make_driver(spec);
   ASSERT_TRUE(d.ok()) << describe(d.error());
-  tis::Chip chip(std::move(*d));
+  chip::Chip chip(std::move(*d));
   auto s = chip.startup();
   ASSERT_TRUE(s.ok()) << describe(s.error());
   for (int i = 0; i < 3; ++i) run_real_traffic(chip);
@@ -87,7 +104,7 @@ TEST(MmioInVm, RealTrafficThroughQemuRegisters) {
     EXPECT_EQ(late.error().code, ETIME) << describe(late.error());
   }
   expect_get_random_works(chip);
-  chip.unregister(tis::ShutdownMode::kNone);
+  chip.unregister(chip::ShutdownMode::kNone);
 }
 
 }  // namespace

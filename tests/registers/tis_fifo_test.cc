@@ -8,20 +8,20 @@
 namespace tpmrmd::testing {
 namespace {
 
-using tis::EmulatedTisFaults;
+using chip::EmulatedTisFaults;
 
 class TisTest : public RegisterTest {
  protected:
   // Device + driver + started chip; short timeouts so faults resolve quickly.
-  void start(tis::EmulatedTisOptions device_options = {}, tis::TisFifoOptions options = {}) {
+  void start(chip::EmulatedTisOptions device_options = {}, chip::TisFifoOptions options = {}) {
     device_ = tis_device(device_options);
     auto d = tis_driver(device_, options);
     ASSERT_NE(d, nullptr);
     driver_ = d.get();
     chip_ = started_chip(std::move(d));
   }
-  static tis::TisFifoOptions short_timeouts() {
-    tis::TisFifoOptions o;
+  static chip::TisFifoOptions short_timeouts() {
+    chip::TisFifoOptions o;
     o.timeout_a = 100ms;
     o.timeout_b = 100ms;
     o.timeout_c = 100ms;
@@ -37,9 +37,9 @@ class TisTest : public RegisterTest {
     return r;
   }
 
-  std::shared_ptr<tis::EmulatedTisDevice> device_;
-  tis::TisFifoDriver* driver_ = nullptr;
-  std::unique_ptr<tis::Chip> chip_;
+  std::shared_ptr<chip::EmulatedTisDevice> device_;
+  chip::TisFifoDriver* driver_ = nullptr;
+  std::unique_ptr<chip::Chip> chip_;
 };
 
 TEST_F(TisTest, StartupAndRealTrafficThroughTheRegisters) {
@@ -64,16 +64,16 @@ TEST_F(TisTest, OtherLocalitiesAndWindowsWork) {
 }
 
 TEST_F(TisTest, FT01_ValidNeverSetFailsProbeWithEnodev) {
-  tis::EmulatedTisOptions o;
+  chip::EmulatedTisOptions o;
   o.faults.valid_never = true;
   auto device = tis_device(o);
-  auto d = tis::TisFifoDriver::open(device, short_timeouts());
+  auto d = chip::TisFifoDriver::open(device, short_timeouts());
   ASSERT_FALSE(d.ok());
   EXPECT_EQ(d.error().code, ENODEV) << describe(d.error());
 }
 
 TEST_F(TisTest, FT02_ValidSetLateButWithinTimeoutA) {
-  tis::EmulatedTisOptions o;
+  chip::EmulatedTisOptions o;
   o.faults.valid_after = 60ms;
   auto options = short_timeouts();
   options.timeout_a = 300ms;
@@ -81,7 +81,7 @@ TEST_F(TisTest, FT02_ValidSetLateButWithinTimeoutA) {
   expect_get_random_works(*chip_);
   // And after A: the probe fails.
   o.faults.valid_after = 2000ms;
-  auto late = tis::TisFifoDriver::open(tis_device(o), short_timeouts());
+  auto late = chip::TisFifoDriver::open(tis_device(o), short_timeouts());
   ASSERT_FALSE(late.ok());
   EXPECT_EQ(late.error().code, ENODEV);
 }
@@ -159,8 +159,8 @@ TEST_F(TisTest, FT09_StsValidTimeoutIsRetriedOnFlaggedDevices) {  // P-1 done ri
 }
 
 TEST_F(TisTest, FT09_InfineonVidEnablesTheRetryAndItEndsInEtime) {
-  tis::EmulatedTisOptions o;
-  o.vid = tis::tis_reg::kVidInfineon;
+  chip::EmulatedTisOptions o;
+  o.vid = chip::tis_reg::kVidInfineon;
   auto options = short_timeouts();
   options.timeout_c = 20ms;
   start(o, options);
@@ -277,8 +277,8 @@ TEST_F(TisTest, FT20_ResponseRetryIgnoredIsEio) {
 }
 
 TEST_F(TisTest, FT25_VendorCancelRuleOnlyWithTheQuirkFlag) {
-  tis::EmulatedTisOptions o;
-  o.vid = tis::tis_reg::kVidWinbond;
+  chip::EmulatedTisOptions o;
+  o.vid = chip::tis_reg::kVidWinbond;
   start(o);
   EmulatedTisFaults f;
   f.execution_status = 0x80;
@@ -288,10 +288,10 @@ TEST_F(TisTest, FT25_VendorCancelRuleOnlyWithTheQuirkFlag) {
 
   chip_.reset();  // swtpm serves one connection at a time
   device_.reset();
-  tis::TisFifoOptions options;
+  chip::TisFifoOptions options;
   options.vendor_cancel_quirks = true;
   auto quirky_device = tis_device(o);
-  tis::Chip quirky(tis_driver(quirky_device, options));
+  chip::Chip quirky(tis_driver(quirky_device, options));
   ASSERT_TRUE(quirky.startup().ok());
   quirky_device->set_faults(f);
   expect_error(quirky.transmit(get_random(8)), ECANCELED);  // Winbond's 0x80 "canceled" with the quirk on
@@ -369,7 +369,7 @@ TEST_F(TisTest, UnregisterWhileInFlightStopsAllRegisterAccess) {
     });
     while (!sent) std::this_thread::yield();
     std::this_thread::sleep_for(10ms);
-    chip_->unregister(tis::ShutdownMode::kNone);
+    chip_->unregister(chip::ShutdownMode::kNone);
     const auto after = device_->counters().accesses;
     std::this_thread::sleep_for(delay + 100ms);
     client.join();

@@ -4,7 +4,7 @@
 #include <tss2/tss2_mu.h>
 
 #include "rm/context_commands.h"
-#include "tpm_commands.h"
+#include "support/tpm_commands.h"
 
 namespace tpmrmd::rm {
 namespace {

@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "command_table_fixture.h"
-#include "tpm_commands.h"
+#include "support/tpm_commands.h"
 
 namespace tpmrmd::rm {
 namespace {

@@ -34,14 +34,14 @@ void SwtpmRmTest::SetUp() {
   ASSERT_TRUE(started) << describe(started.error());
   chip_ = start_chip(swtpm_.spec());
   ASSERT_TRUE(chip_);
-  port_ = std::make_unique<rm::ChipPort>(*chip_);
+  port_ = std::make_unique<daemon::ChipPort>(*chip_);
   faults_ = std::make_unique<FaultPort>(*port_);
   rm_ = std::make_unique<rm::ResourceManager>(*port_);
 }
 
 void SwtpmRmTest::TearDown() {
   rm_.reset();
-  if (chip_) chip_->unregister(tis::ShutdownMode::kNone);
+  if (chip_) chip_->unregister(chip::ShutdownMode::kNone);
 }
 
 void SwtpmRmTest::reset_rm(rm::RmOptions options, bool faults) {
@@ -87,15 +87,15 @@ std::vector<TPM2_HANDLE> SwtpmRmTest::raw_handles(TPM2_HANDLE range) {
 }  // namespace tpmrmd::testing
 
 // --- the one place that knows how the tis layer builds a driver from a spec string ---
-#include "tis/driver_factory.h"
+#include "chip/driver_factory.h"
 
 namespace tpmrmd::testing {
 
-std::unique_ptr<tis::Chip> start_chip(const std::string& spec) {
-  auto driver = tis::make_driver(spec);
+std::unique_ptr<chip::Chip> start_chip(const std::string& spec) {
+  auto driver = chip::make_driver(spec);
   EXPECT_TRUE(driver) << describe(driver.error());
   if (!driver) return nullptr;
-  auto chip = std::make_unique<tis::Chip>(std::move(*driver));
+  auto chip = std::make_unique<chip::Chip>(std::move(*driver));
   auto started = chip->startup();
   EXPECT_TRUE(started) << describe(started.error());
   if (!started) return nullptr;

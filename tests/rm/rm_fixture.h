@@ -8,23 +8,24 @@
 #include <mutex>
 #include <optional>
 
-#include "fixtures/swtpm_process.h"
+#include "support/swtpm_process.h"
 #include "rm/resource_manager.h"
+#include "daemon/chip_port.h"
 #include "rm/tpm_port.h"
-#include "tis/chip.h"
-#include "tpm_commands.h"
+#include "chip/chip.h"
+#include "support/tpm_commands.h"
 
 namespace tpmrmd::testing {
 
 // Builds the Chip for `spec` through the tis layer's driver factory and starts it up.
-std::unique_ptr<tis::Chip> start_chip(const std::string& spec);
+std::unique_ptr<chip::Chip> start_chip(const std::string& spec);
 
 // Fault injection around a real port: the next command with a given code gets a synthesized rc instead of
 // reaching the TPM (what a real TPM does only under conditions a test can't produce on cue).
 class FaultPort final : public rm::TpmPort {
  public:
   explicit FaultPort(rm::TpmPort& inner) : inner_(inner) {}
-  const tis::TpmInfo& info() const override { return inner_.info(); }
+  const tpm::TpmInfo& info() const override { return inner_.info(); }
   bool available() const override { return inner_.available(); }
   Result<Bytes> transmit(ByteSpan command) override;
   // The next `times` commands with code `code` are answered with `rc`.
@@ -61,8 +62,8 @@ class SwtpmRmTest : public ::testing::Test {
   void reset_rm(rm::RmOptions options, bool faults = false);
 
   SwtpmProcess swtpm_;
-  std::unique_ptr<tis::Chip> chip_;
-  std::unique_ptr<rm::ChipPort> port_;
+  std::unique_ptr<chip::Chip> chip_;
+  std::unique_ptr<daemon::ChipPort> port_;
   std::unique_ptr<FaultPort> faults_;
   std::unique_ptr<rm::ResourceManager> rm_;
 };

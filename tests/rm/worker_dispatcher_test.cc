@@ -188,7 +188,7 @@ TEST_F(DispatcherTest, PerUidConnectionLimit) {
 TEST_F(DispatcherTest, BackendGoneGivesEnodev) {
   ConnectionId c = connect();
   must(c, get_random(4));
-  chip_->unregister(tis::ShutdownMode::kNone);
+  chip_->unregister(chip::ShutdownMode::kNone);
   auto r = dispatcher_->execute(c, get_random(4));
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, ENODEV);
@@ -198,7 +198,7 @@ TEST_F(DispatcherTest, BackendGoneGivesEnodev) {
 }
 
 // A front-end's completion may hold the last reference to its connection object, whose destructor closes the
-// connection (cuse::Connection does). The worker must drop a completion, or a task, without holding its own lock,
+// connection (device::Connection does). The worker must drop a completion, or a task, without holding its own lock,
 // or that close() deadlocks the worker (seen as a hung cuse-connection test under ASan).
 TEST_F(DispatcherTest, CompletionOrTaskHoldingTheLastReferenceToACloserDoesNotDeadlockTheWorker) {
   struct Closer {

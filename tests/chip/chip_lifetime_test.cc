@@ -1,0 +1,165 @@
+// The lifetime rule: after unregister (explicit, or because the backend died) every entry point fails with
+// ENODEV and nothing touches the driver.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "chip_fixture.h"
+#include "support/fault_injecting_driver.h"
+#include "support/tpm_commands.h"
+
+namespace tpmrmd::testing {
+namespace {
+
+using LifetimeTest = SwtpmTest;
+
+TEST_F(LifetimeTest, EveryEntryPointFailsWithEnodevAfterUnregister) {
+  start_swtpm();
+  chip::Chip chip(open_driver_or_fail(swtpm_->spec()));
+  ASSERT_TRUE(chip.startup().ok());
+  chip.unregister(chip::ShutdownMode::kNone);
+  EXPECT_FALSE(chip.registered());
+  auto t = chip.transmit(get_random(8));
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.error().code, ENODEV);
+  auto s = chip.startup();
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, ENODEV);
+  EXPECT_EQ(chip.description(), "unregistered");
+  EXPECT_EQ(chip.identity(), "");
+  chip.unregister();  // idempotent
+}
+
+TEST_F(LifetimeTest, UnregisterSendsTheRequestedShutdownThenNothing) {
+  start_swtpm();
+  const std::pair<chip::ShutdownMode, const char*> cases[] = {
+      {chip::ShutdownMode::kClear, "80010000000c000001450000"},
+      {chip::ShutdownMode::kState, "80010000000c000001450001"},
+      {chip::ShutdownMode::kNone, "80010000000c0000017b0001"},  // the last command stays the GetRandom
+  };
+  for (const auto& [mode, last_hex] : cases) {
+    auto log = std::make_shared<DriverLog>();
+    chip::Chip chip(std::make_unique<FaultInjectingDriver>(open_driver_or_fail(swtpm_->spec()), log));
+    ASSERT_TRUE(chip.startup().ok());
+    ASSERT_TRUE(chip.transmit(get_random(1)).ok());
+    chip.unregister(mode);
+    ASSERT_FALSE(chip.transmit(get_random(1)).ok());
+    std::lock_guard lock(log->mutex);
+    EXPECT_EQ(to_hex(log->commands.back()), last_hex);
+  }
+}
+
+TEST_F(LifetimeTest, BackendDeathUnregistersTheChipAndCallsOnLostOnce) {
+  start_swtpm();
+  chip::Chip chip(open_driver_or_fail(swtpm_->spec()));
+  std::atomic<int> lost_calls{0};
+  chip.set_on_lost([&](const Error&) { ++lost_calls; });
+  ASSERT_TRUE(chip.startup().ok());
+  ASSERT_TRUE(chip.transmit(get_random(8)).ok());
+  swtpm_->kill_hard();
+  auto first = chip.transmit(get_random(8));
+  ASSERT_FALSE(first.ok());
+  EXPECT_TRUE(first.error().code == EPIPE || first.error().code == ENODEV) << describe(first.error());
+  for (int i = 0; i < 3; ++i) {
+    auto later = chip.transmit(get_random(8));
+    ASSERT_FALSE(later.ok());
+    EXPECT_EQ(later.error().code, ENODEV);
+  }
+  EXPECT_FALSE(chip.registered());
+  EXPECT_EQ(lost_calls.load(), 1);
+}
+
+TEST_F(LifetimeTest, UnregisterRacesTransmittingThreads) {
+  start_swtpm();
+  chip::Chip chip(open_driver_or_fail(swtpm_->spec()));
+  ASSERT_TRUE(chip.startup().ok());
+  constexpr int kThreads = 4;
+  std::atomic<int> completed{0}, enodev{0}, other{0};
+  std::atomic<bool> go{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      while (!go.load()) std::this_thread::yield();
+      for (;;) {
+        auto r = chip.transmit(get_random(16));
+        if (r.ok() && rc_of(*r) == TPM2_RC_SUCCESS && r->size() == 28) {
+          ++completed;
+        } else if (!r.ok() && r.error().code == ENODEV) {
+          ++enodev;
+          return;
+        } else {
+          ++other;
+          return;
+        }
+      }
+    });
+  }
+  go = true;
+  while (completed.load() < 20) std::this_thread::yield();
+  chip.unregister(chip::ShutdownMode::kClear);
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_EQ(enodev.load(), kThreads);
+  EXPECT_GE(completed.load(), 20);
+}
+
+
+TEST_F(LifetimeTest, BackendDeathUnderConcurrentTransmitsGivesEnodevToEveryoneAfter) {
+  start_swtpm();
+  chip::Chip chip(open_driver_or_fail(swtpm_->spec()));
+  std::atomic<int> lost_calls{0};
+  chip.set_on_lost([&](const Error&) { ++lost_calls; });
+  ASSERT_TRUE(chip.startup().ok());
+  constexpr int kThreads = 4;
+  std::atomic<int> completed{0}, transport{0}, enodev{0}, other{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (;;) {
+        auto r = chip.transmit(get_random(16));
+        if (r.ok() && rc_of(*r) == TPM2_RC_SUCCESS && r->size() == 28) {
+          ++completed;
+        } else if (!r.ok() && r.error().code == ENODEV) {
+          ++enodev;
+          return;
+        } else if (!r.ok() && r.error().code == EPIPE) {
+          ++transport;  // the command in flight when swtpm died
+        } else {
+          ++other;
+          return;
+        }
+      }
+    });
+  }
+  while (completed.load() < 20) std::this_thread::yield();
+  swtpm_->kill_hard();
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_EQ(enodev.load(), kThreads);
+  EXPECT_LE(transport.load(), 1) << "only the command in flight may see the transport error";
+  EXPECT_EQ(lost_calls.load(), 1);
+  EXPECT_FALSE(chip.registered());
+  auto after = chip.transmit(get_random(8));
+  ASSERT_FALSE(after.ok());
+  EXPECT_EQ(after.error().code, ENODEV);
+}
+
+TEST_F(LifetimeTest, StartupAfterBackendDeathIsEnodevAndOnLostFiresOnce) {
+  start_swtpm();
+  chip::Chip chip(open_driver_or_fail(swtpm_->spec()));
+  std::atomic<int> lost_calls{0};
+  chip.set_on_lost([&](const Error&) { ++lost_calls; });
+  swtpm_->kill_hard();
+  auto first = chip.startup();
+  ASSERT_FALSE(first.ok());
+  EXPECT_EQ(lost_calls.load(), 1);
+  auto second = chip.startup();
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.error().code, ENODEV);
+  chip.unregister();
+  EXPECT_EQ(lost_calls.load(), 1) << "an explicit unregister after the loss must not call on_lost again";
+}
+
+}  // namespace
+}  // namespace tpmrmd::testing
