@@ -112,7 +112,7 @@ struct CuseDevice::Impl {
   static void open(fuse_req_t req, fuse_file_info* fi) {
     Impl* self = from(req);
     const fuse_ctx* ctx = fuse_req_ctx(req);
-    rm::ClientInfo client{ctx->uid, ctx->gid, ctx->pid, "cuse"};
+    rm::ClientInfo client{ctx->uid, ctx->gid, ctx->pid};
     auto connection = self->opener(client);
     if (!connection) {
       fuse_reply_err(req, connection.error().code);

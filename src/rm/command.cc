@@ -60,19 +60,19 @@ std::optional<std::size_t> parse_auth(ByteSpan cmd, std::size_t offset, std::siz
 
 }  // namespace
 
-ParseResult parse_command(ByteSpan cmd, const tpm::CommandTable& table) {
+RmResult<ParsedCommand> parse_command(ByteSpan cmd, const tpm::CommandTable& table) {
   auto header = tpm::parse_command_header(cmd);
-  if (!header) return malformed(header.error().message);
+  if (!header) return RmError::malformed(header.error().message);
   if (header->tag != TPM2_ST_NO_SESSIONS && header->tag != TPM2_ST_SESSIONS) {
-    return Refusal{EINVAL, kRmLayer | TPM2_RC_TAG, fmt::format("bad command tag 0x{:04x}", header->tag)};
+    return RmError::refused(EINVAL, kRmLayer | TPM2_RC_TAG, fmt::format("bad command tag 0x{:04x}", header->tag));
   }
   if (header->size != cmd.size()) {
-    return malformed(fmt::format("commandSize {} disagrees with the {} bytes received", header->size, cmd.size()));
+    return RmError::malformed(fmt::format("commandSize {} disagrees with the {} bytes received", header->size, cmd.size()));
   }
-  if (table.size() == 0) return Refusal{ENODEV, kRmLayer | TPM2_RC_FAILURE, "the TPM's command table is empty"};
+  if (table.size() == 0) return RmError::refused(ENODEV, kRmLayer | TPM2_RC_FAILURE, "the TPM's command table is empty");
   auto attrs = table.find(header->code);
   if (!attrs) {
-    return Refusal{0, kRmCommandCode, fmt::format("command code 0x{:08x} is not implemented by the TPM", header->code)};
+    return RmError::answered(kRmCommandCode, fmt::format("command code 0x{:08x} is not implemented by the TPM", header->code));
   }
 
   ParsedCommand out;
@@ -81,34 +81,34 @@ ParseResult parse_command(ByteSpan cmd, const tpm::CommandTable& table) {
   out.attributes = *attrs;
   const std::size_t handles = attrs->handle_count();
   if (cmd.size() < ParsedCommand::handle_offset(handles)) {
-    return malformed(fmt::format("command 0x{:x} has {} handles but only {} bytes", header->code, handles,
+    return RmError::malformed(fmt::format("command 0x{:x} has {} handles but only {} bytes", header->code, handles,
                                  cmd.size()));
   }
   for (std::size_t i = 0; i < handles; ++i) out.handles.push_back(read_u32(cmd, ParsedCommand::handle_offset(i)));
 
   std::size_t pos = ParsedCommand::handle_offset(handles);
   if (out.tag == TPM2_ST_SESSIONS) {
-    if (cmd.size() - pos < 4) return malformed("authorizationSize missing after the handle area");
+    if (cmd.size() - pos < 4) return RmError::malformed("authorizationSize missing after the handle area");
     std::uint32_t auth_size = read_u32(cmd, pos);
     pos += 4;
     if (auth_size < 9) {
-      return Refusal{EINVAL, kRmLayer | TPM2_RC_AUTHSIZE,
-                     fmt::format("authorizationSize {} is too small for one session", auth_size)};
+      return RmError::refused(EINVAL, kRmLayer | TPM2_RC_AUTHSIZE,
+                     fmt::format("authorizationSize {} is too small for one session", auth_size));
     }
     if (auth_size > cmd.size() - pos) {
-      return Refusal{EINVAL, kRmLayer | TPM2_RC_AUTHSIZE,
+      return RmError::refused(EINVAL, kRmLayer | TPM2_RC_AUTHSIZE,
                      fmt::format("authorizationSize {} overruns the command ({} bytes left)", auth_size,
-                                 cmd.size() - pos)};
+                                 cmd.size() - pos));
     }
     const std::size_t end = pos + auth_size;
     while (pos < end) {
       if (out.auths.size() == kMaxAuthSessions) {
-        return Refusal{EINVAL, kRmLayer | TPM2_RC_AUTHSIZE, "more than three sessions in the authorization area"};
+        return RmError::refused(EINVAL, kRmLayer | TPM2_RC_AUTHSIZE, "more than three sessions in the authorization area");
       }
       AuthEntry entry;
       std::string why;
       auto next = parse_auth(cmd, pos, end, entry, why);
-      if (!next) return Refusal{EINVAL, kRmLayer | TPM2_RC_AUTHSIZE, why};
+      if (!next) return RmError::refused(EINVAL, kRmLayer | TPM2_RC_AUTHSIZE, why);
       out.auths.push_back(entry);
       pos = *next;
     }

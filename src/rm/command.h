@@ -9,10 +9,9 @@
 
 #include <cstdint>
 #include <optional>
-#include <variant>
 #include <vector>
 
-#include "rm/refusal.h"
+#include "rm/rm_error.h"
 #include "tpm/command_attributes.h"
 #include "util/bytes.h"
 
@@ -38,11 +37,9 @@ struct ParsedCommand {
   static constexpr std::size_t handle_offset(std::size_t index) { return 10 + 4 * index; }
 };
 
-// Either a parsed command or the reason the RM answers it itself. An unknown command code is not an error
-// but a Refusal whose error is 0 and rc is 0x000B0143, so both error modes produce the kernel's bytes.
-using ParseResult = std::variant<ParsedCommand, Refusal>;
-
-ParseResult parse_command(ByteSpan command, const tpm::CommandTable& table);
+// The parsed command, or why the RM answers it itself. An unknown command code is answered with 0x000B0143 in
+// both error modes, so both produce the kernel's bytes.
+RmResult<ParsedCommand> parse_command(ByteSpan command, const tpm::CommandTable& table);
 
 // Big-endian helpers for fixed positions in already-validated buffers.
 std::uint32_t read_u32(ByteSpan bytes, std::size_t offset);

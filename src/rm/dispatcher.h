@@ -24,12 +24,11 @@ namespace tpmrmd::rm {
 
 using ConnectionId = std::uint64_t;
 
-// Who opened a connection; recorded for logs and later policy.
+// Who opened a connection: the credentials per-user limits (and later the command policy) are decided on.
 struct ClientInfo {
   uid_t uid = 0;
   gid_t gid = 0;
   pid_t pid = 0;
-  std::string label;  // e.g. "cuse" or "test"
 };
 
 class Dispatcher {

@@ -39,11 +39,4 @@ std::optional<ObjectId> ObjectTable::lru_victim(const std::set<ObjectId>& pinned
   return best;
 }
 
-std::optional<ObjectId> ObjectTable::find_resident(TPM2_HANDLE physical) const {
-  for (const auto& [id, e] : entries_) {
-    if (e.physical == physical) return id;
-  }
-  return std::nullopt;
-}
-
 }  // namespace tpmrmd::rm

@@ -41,8 +41,6 @@ class ObjectTable {
   std::size_t resident_count() const;
   // Least recently used resident object not in `pinned` and not marked unevictable during `tick`.
   std::optional<ObjectId> lru_victim(const std::set<ObjectId>& pinned, std::uint64_t tick) const;
-  // Finds the resident object whose physical handle is `physical`.
-  std::optional<ObjectId> find_resident(TPM2_HANDLE physical) const;
 
   const std::map<ObjectId, ObjectEntry>& entries() const { return entries_; }
   std::size_t size() const { return entries_.size(); }

@@ -4,7 +4,11 @@
 
 namespace tpmrmd::rm {
 
-void SessionTable::put(TPM2_HANDLE handle, SessionEntry entry) { entries_[handle] = std::move(entry); }
+void SessionTable::put(TPM2_HANDLE handle, SessionEntry entry) {
+  erase(handle);
+  if (entry.owner) by_owner_[*entry.owner].insert(handle);
+  entries_.emplace(handle, std::move(entry));
+}
 
 SessionEntry* SessionTable::find(TPM2_HANDLE handle) {
   auto it = entries_.find(handle);
@@ -16,11 +20,28 @@ const SessionEntry* SessionTable::find(TPM2_HANDLE handle) const {
   return it == entries_.end() ? nullptr : &it->second;
 }
 
-void SessionTable::erase(TPM2_HANDLE handle) { entries_.erase(handle); }
+void SessionTable::erase(TPM2_HANDLE handle) {
+  auto it = entries_.find(handle);
+  if (it == entries_.end()) return;
+  set_owner(handle, std::nullopt);
+  entries_.erase(it);
+}
 
-bool SessionTable::owned_by(TPM2_HANDLE handle, ConnectionId id) const {
-  const SessionEntry* e = find(handle);
-  return e && e->owner == id;
+void SessionTable::set_owner(TPM2_HANDLE handle, std::optional<ConnectionId> owner) {
+  SessionEntry& e = entries_.at(handle);
+  if (e.owner) {
+    auto it = by_owner_.find(*e.owner);
+    it->second.erase(handle);
+    if (it->second.empty()) by_owner_.erase(it);
+  }
+  e.owner = owner;
+  if (owner) by_owner_[*owner].insert(handle);
+}
+
+const std::set<TPM2_HANDLE>& SessionTable::owned(ConnectionId id) const {
+  static const std::set<TPM2_HANDLE> kNone;
+  auto it = by_owner_.find(id);
+  return it == by_owner_.end() ? kNone : it->second;
 }
 
 std::size_t SessionTable::resident_count() const {

@@ -21,7 +21,7 @@
 namespace tpmrmd::rm {
 
 struct SessionEntry {
-  std::optional<ConnectionId> owner;  // nullopt: abandoned
+  std::optional<ConnectionId> owner;  // nullopt: abandoned. Changed only through SessionTable::set_owner
   bool resident = true;               // loaded in a TPM session slot
   Bytes context;                      // the RM's current saved context (valid while !resident)
   std::uint64_t sequence = 0;         // context sequence of `context`: what the context gap is measured on
@@ -35,6 +35,7 @@ struct SessionEntry {
   bool live() const { return !client_saved(); }
 };
 
+// Also indexes sessions by owner, so a connection's sessions are found without walking every entry.
 class SessionTable {
  public:
   // Adds (or replaces: the TPM reuses handles of ended sessions) the entry for `handle`.
@@ -42,8 +43,11 @@ class SessionTable {
   SessionEntry* find(TPM2_HANDLE handle);
   const SessionEntry* find(TPM2_HANDLE handle) const;
   void erase(TPM2_HANDLE handle);
+  // Moves the session to `owner` (nullopt: abandoned). The handle must exist.
+  void set_owner(TPM2_HANDLE handle, std::optional<ConnectionId> owner);
+  // The sessions `id` owns, live or client-saved.
+  const std::set<TPM2_HANDLE>& owned(ConnectionId id) const;
 
-  bool owned_by(TPM2_HANDLE handle, ConnectionId id) const;
   std::size_t resident_count() const;
   std::optional<TPM2_HANDLE> lru_victim(const std::set<TPM2_HANDLE>& pinned, std::uint64_t tick) const;
   // The saved session with the lowest sequence number: the one the context gap is closing in on.
@@ -58,6 +62,7 @@ class SessionTable {
 
  private:
   std::map<TPM2_HANDLE, SessionEntry> entries_;
+  std::map<ConnectionId, std::set<TPM2_HANDLE>> by_owner_;
 };
 
 }  // namespace tpmrmd::rm

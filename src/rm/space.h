@@ -1,9 +1,8 @@
-// One connection's view of the TPM: its virtual transient handles and the sessions it owns.
+// One connection's view of the TPM: its virtual transient handles and its counters. The sessions it owns are
+// indexed by the SessionTable (SessionTable::owned), the one place session ownership is recorded.
 #pragma once
 
 #include <tss2/tss2_tpm2_types.h>
-
-#include <set>
 
 #include "rm/counters.h"
 #include "rm/dispatcher.h"
@@ -13,9 +12,7 @@ namespace tpmrmd::rm {
 
 struct Space {
   ConnectionId id = 0;
-  ClientInfo client;
   VirtualHandleTable objects;
-  std::set<TPM2_HANDLE> sessions;  // owned, live or client-saved
   ConnectionCounters counters;
 };
 

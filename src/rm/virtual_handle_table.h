@@ -31,9 +31,6 @@ class VirtualHandleTable {
   std::vector<TPM2_HANDLE> handles_from(TPM2_HANDLE from) const;
   const std::map<TPM2_HANDLE, ObjectId>& entries() const { return map_; }
 
-  // Test hook: where the next allocation starts looking (to exercise the wrap).
-  void set_next_for_testing(TPM2_HANDLE next) { next_ = next; }
-
  private:
   std::map<TPM2_HANDLE, ObjectId> map_;  // ordered: GetCapability walks it
   TPM2_HANDLE next_ = kFirstVirtualHandle;

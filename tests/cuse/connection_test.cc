@@ -32,7 +32,7 @@ class ConnectionTest : public ::testing::Test {
     if (backend_) backend_->stop(chip::ShutdownMode::kNone);
   }
   std::shared_ptr<Connection> open(ConnectionOptions options = {}) {
-    auto c = backend_->open(rm::ClientInfo{1000, 1000, 42, "test"}, options);
+    auto c = backend_->open(rm::ClientInfo{1000, 1000, 42}, options);
     EXPECT_TRUE(c.ok());
     return c.ok() ? *c : nullptr;
   }

@@ -10,9 +10,9 @@ namespace {
 
 using testing::Auth;
 
-ParsedCommand parsed(const ParseResult& r) {
-  if (auto* p = std::get_if<ParsedCommand>(&r)) return *p;
-  ADD_FAILURE() << "refused: " << std::get<Refusal>(r).message;
+ParsedCommand parsed(const RmResult<ParsedCommand>& r) {
+  if (r) return *r;
+  ADD_FAILURE() << "refused: " << r.error().message;
   return {};
 }
 
@@ -54,15 +54,15 @@ TEST(CommandParser, AuthorizationAreaEntriesAreLocated) {
 TEST(CommandParser, UnknownCommandCodeIsTheKernelsRmResponse) {
   auto table = testing::test_command_table();
   auto r = parse_command(from_hex("80010000000a000001fe"), table);
-  ASSERT_TRUE(std::holds_alternative<Refusal>(r));
-  EXPECT_EQ(std::get<Refusal>(r).error, 0);
-  EXPECT_EQ(std::get<Refusal>(r).rc, 0x000B0143u);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().kind, RmError::Kind::kAnswered);
+  EXPECT_EQ(r.error().rc, 0x000B0143u);
 }
 
 TEST(CommandParser, EmptyTableIsRefused) {
   auto r = parse_command(from_hex("80010000000c0000017b0020"), tpm::CommandTable{});
-  ASSERT_TRUE(std::holds_alternative<Refusal>(r));
-  EXPECT_EQ(std::get<Refusal>(r).error, ENODEV);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().error, ENODEV);
 }
 
 struct Malformed {
@@ -95,9 +95,9 @@ TEST(CommandParser, MalformedCommandsGetEinvalWithAReason) {
   auto table = testing::test_command_table();
   for (const auto& c : malformed_cases()) {
     auto r = parse_command(c.bytes, table);
-    ASSERT_TRUE(std::holds_alternative<Refusal>(r)) << c.name;
-    EXPECT_EQ(std::get<Refusal>(r).error, EINVAL) << c.name;
-    EXPECT_FALSE(std::get<Refusal>(r).message.empty()) << c.name;
+    ASSERT_FALSE(r.ok()) << c.name;
+    EXPECT_EQ(r.error().error, EINVAL) << c.name;
+    EXPECT_FALSE(r.error().message.empty()) << c.name;
   }
 }
 
@@ -105,8 +105,8 @@ TEST(CommandParser, FourSessionsAreTooMany) {
   auto table = testing::test_command_table();
   Bytes cmd = testing::build_command(TPM2_CC_GetRandom, {}, {Auth{}, Auth{}, Auth{}, Auth{}}, Bytes{0, 8});
   auto r = parse_command(cmd, table);
-  ASSERT_TRUE(std::holds_alternative<Refusal>(r));
-  EXPECT_NE(std::get<Refusal>(r).message.find("three"), std::string::npos);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("three"), std::string::npos);
 }
 
 }  // namespace

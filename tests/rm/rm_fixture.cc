@@ -50,7 +50,7 @@ void SwtpmRmTest::reset_rm(rm::RmOptions options, bool faults) {
 }
 
 rm::ConnectionId SwtpmRmTest::open() {
-  auto id = rm_->open(rm::ClientInfo{0, 0, 0, "test"});
+  auto id = rm_->open(rm::ClientInfo{0, 0, 0});
   EXPECT_TRUE(id);
   return id ? *id : 0;
 }

@@ -31,7 +31,7 @@ class DispatcherTest : public SwtpmRmTest {
     SwtpmRmTest::TearDown();
   }
   ConnectionId connect() {
-    auto id = dispatcher_->open(rm::ClientInfo{0, 0, 0, "test"});
+    auto id = dispatcher_->open(rm::ClientInfo{0, 0, 0});
     EXPECT_TRUE(id);
     return id ? *id : 0;
   }
@@ -172,7 +172,7 @@ TEST_F(DispatcherTest, PerUidConnectionLimit) {
   dispatcher_.reset();
   options_.max_connections_per_uid = 2;
   dispatcher_ = std::make_unique<rm::WorkerDispatcher>(*port_, options_);
-  rm::ClientInfo alice{1000, 1000, 1, "alice"}, bob{1001, 1001, 2, "bob"};
+  rm::ClientInfo alice{1000, 1000, 1}, bob{1001, 1001, 2};
   auto a1 = dispatcher_->open(alice);
   ASSERT_TRUE(a1);
   ASSERT_TRUE(dispatcher_->open(alice));

@@ -1,0 +1,341 @@
+#include "rm/residency.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "rm/context_commands.h"
+
+namespace tpmrmd::rm {
+namespace {
+
+bool is_object_memory(TPM2_RC rc) {
+  return rc == TPM2_RC_OBJECT_MEMORY || rc == TPM2_RC_OBJECT_HANDLES || rc == TPM2_RC_MEMORY;
+}
+
+}  // namespace
+
+bool is_gone(TPM2_RC rc) {
+  const TPM2_RC base = rc_base(rc);
+  return (rc >= TPM2_RC_REFERENCE_H0 && rc <= TPM2_RC_REFERENCE_H0 + 6) || base == TPM2_RC_HANDLE ||
+         base == TPM2_RC_INTEGRITY;
+}
+
+Residency::Residency(TpmPort& tpm, const RmOptions& options, Counters& counters)
+    : tpm_(tpm),
+      options_(options),
+      counters_(counters),
+      object_capacity_(std::max<std::uint32_t>(1, tpm.info().hr_transient_min)),
+      session_capacity_(std::max<std::uint32_t>(1, tpm.info().hr_loaded_min)) {}
+
+Result<Bytes> Residency::send(ByteSpan command, std::uint64_t Counters::*counter) {
+  ++(counters_.*counter);
+  return tpm_.transmit(command);
+}
+
+bool Residency::flush(TPM2_HANDLE handle) {
+  auto resp = send(make_flush_context(handle), &Counters::flushes);
+  if (!resp) return false;
+  auto rc = response_code(*resp);
+  if (!rc || *rc != TPM2_RC_SUCCESS) {
+    spdlog::warn("rm: FlushContext(0x{:08x}) answered rc 0x{:x}", handle, rc ? *rc : 0);
+    return false;
+  }
+  return true;
+}
+
+RmResult<void> Residency::make_resident(const Pins& pins, Creates creates) {
+  std::size_t need_objects = creates == Creates::kObject ? 1 : 0;
+  for (ObjectId id : pins.objects) need_objects += objects_.find(id)->resident() ? 0 : 1;
+  while (objects_.resident_count() + need_objects > object_capacity_ && evict_object(pins.objects)) {
+  }
+  std::size_t need_sessions = creates == Creates::kSession ? 1 : 0;
+  for (TPM2_HANDLE h : pins.sessions) need_sessions += sessions_.find(h)->resident ? 0 : 1;
+  while (sessions_.resident_count() + need_sessions > session_capacity_ && evict_session(pins.sessions)) {
+  }
+  for (ObjectId id : pins.objects) {
+    if (objects_.find(id)->resident()) continue;
+    if (auto loaded = load_object(id, pins); !loaded) return loaded;
+  }
+  for (TPM2_HANDLE h : pins.sessions) {
+    const SessionEntry* s = sessions_.find(h);
+    if (!s) {
+      return RmError::refused(EINVAL, kRmLayer | TPM2_RC_REFERENCE_S0,
+                              fmt::format("session 0x{:08x} ended while making room", h));
+    }
+    if (s->resident) continue;
+    if (auto loaded = load_session(h, pins); !loaded) return loaded;
+  }
+  return {};
+}
+
+bool Residency::relieve(TPM2_RC rc, const Pins& pins, bool& regapped) {
+  if (is_object_memory(rc) && evict_object(pins.objects)) return true;
+  if (rc == TPM2_RC_MEMORY && evict_session(pins.sessions)) return true;  // object and session memory are shared
+  if (rc == TPM2_RC_SESSION_MEMORY && evict_session(pins.sessions)) return true;
+  if (rc == TPM2_RC_SESSION_HANDLES && flush_oldest_abandoned()) return true;
+  if (rc == TPM2_RC_CONTEXT_GAP && !regapped) {
+    regapped = true;
+    return regap_oldest(pins.sessions);
+  }
+  return false;
+}
+
+RmResult<Residency::Loaded> Residency::send_context_load(ByteSpan context) {
+  auto resp = send(make_context_load(context), &Counters::context_loads);
+  if (!resp) return RmError::transport(resp.error());
+  auto rc = response_code(*resp);
+  if (!rc) return RmError::transport(rc.error());
+  if (*rc != TPM2_RC_SUCCESS) return Loaded{*rc, 0};
+  auto h = handle_from_response(*resp);
+  if (!h) return RmError::transport(h.error());
+  return Loaded{TPM2_RC_SUCCESS, *h};
+}
+
+RmResult<void> Residency::load_object(ObjectId id, const Pins& pins) {
+  const std::size_t bound = objects_.size() + 1;
+  for (std::size_t attempt = 0; attempt < bound; ++attempt) {
+    ObjectEntry* o = objects_.find(id);
+    auto loaded = send_context_load(o->context);
+    if (!loaded) return loaded.error();
+    const auto [rc, h] = *loaded;
+    if (rc == TPM2_RC_SUCCESS) {
+      o->physical = h;
+      o->context_current = true;
+      return {};
+    }
+    if (is_object_memory(rc) && evict_object(pins.objects)) continue;
+    const TPM2_HANDLE vh = o->vhandle;
+    if (is_gone(rc)) {
+      o->dead = true;
+      return RmError::refused(
+          EINVAL, kRmLayer | TPM2_RC_HANDLE | TPM2_RC_1,
+          fmt::format("the object behind 0x{:08x} can no longer be loaded (rc 0x{:x})", vh, rc));
+    }
+    return RmError::refused(EIO, kRmLayer | rc,
+                            fmt::format("reloading the object behind 0x{:08x} failed with rc 0x{:x}", vh, rc));
+  }
+  return RmError::answered(kRmObjectMemory, "no TPM object slot could be freed");
+}
+
+RmResult<void> Residency::load_session(TPM2_HANDLE handle, const Pins& pins) {
+  const std::size_t bound = sessions_.size() + 1;
+  for (std::size_t attempt = 0; attempt < bound; ++attempt) {
+    SessionEntry* s = sessions_.find(handle);
+    auto loaded = send_context_load(s->context);
+    if (!loaded) return loaded.error();
+    const auto [rc, h] = *loaded;
+    if (rc == TPM2_RC_SUCCESS) {
+      if (h != handle) {
+        spdlog::error("rm: session 0x{:08x} reloaded as 0x{:08x}; flushing it", handle, h);
+        flush(h);
+        sessions_.erase(handle);
+        return RmError::refused(EIO, kRmLayer | TPM2_RC_REFERENCE_S0,
+                                fmt::format("session 0x{:08x} came back under another handle", handle));
+      }
+      s->resident = true;
+      return {};
+    }
+    if (rc == TPM2_RC_SESSION_MEMORY && evict_session(pins.sessions)) continue;
+    if (rc == TPM2_RC_CONTEXT_GAP && regap_oldest(pins.sessions)) continue;
+    if (is_gone(rc)) {
+      sessions_.erase(handle);
+      return RmError::refused(
+          EINVAL, kRmLayer | TPM2_RC_REFERENCE_S0,
+          fmt::format("session 0x{:08x} can no longer be loaded (rc 0x{:x}) and was forgotten", handle, rc));
+    }
+    return RmError::refused(EIO, kRmLayer | rc,
+                            fmt::format("reloading session 0x{:08x} failed with rc 0x{:x}", handle, rc));
+  }
+  return RmError::answered(kRmSessionMemory, "no TPM session slot could be freed");
+}
+
+bool Residency::evict_object(const std::set<ObjectId>& pinned) {
+  while (auto victim = objects_.lru_victim(pinned, clock_)) {
+    ObjectEntry* o = objects_.find(*victim);
+    const TPM2_HANDLE physical = *o->physical;
+    if (!o->context_current) {
+      auto resp = send(make_context_save(physical), &Counters::context_saves);
+      if (!resp) return false;
+      auto rc = response_code(*resp);
+      if (rc && is_gone(*rc)) {
+        // The TPM no longer has it (something ended it behind the RM's back): the slot is free anyway.
+        o->physical.reset();
+        o->dead = true;
+        ++counters_.evictions;
+        return true;
+      }
+      auto context = rc && *rc == TPM2_RC_SUCCESS ? context_from_save_response(*resp)
+                                                  : Result<Bytes>(make_error(EIO, "save refused"));
+      if (!context) {
+        spdlog::warn("rm: cannot save object 0x{:08x} to evict it (rc 0x{:x})", physical, rc ? *rc : 0);
+        o->unevictable_tick = clock_;
+        continue;
+      }
+      o->context = std::move(*context);
+      o->context_current = true;
+    }
+    auto resp = send(make_flush_context(physical), &Counters::flushes);
+    if (!resp) return false;
+    auto rc = response_code(*resp);
+    if (rc && *rc != TPM2_RC_SUCCESS && !is_gone(*rc)) {
+      o->unevictable_tick = clock_;
+      continue;
+    }
+    o->physical.reset();
+    ++counters_.evictions;
+    return true;
+  }
+  return false;
+}
+
+void Residency::store_saved_context(SessionEntry& session, Bytes context) {
+  const std::uint64_t sequence = parse_context(context)->sequence;
+  session.resident = false;
+  session.context = std::move(context);
+  session.sequence = sequence;
+  last_sequence_ = std::max(last_sequence_, sequence);
+}
+
+RmResult<TPM2_RC> Residency::save_session(TPM2_HANDLE handle) {
+  auto resp = send(make_context_save(handle), &Counters::context_saves);
+  if (!resp) return RmError::transport(resp.error());
+  auto rc = response_code(*resp);
+  if (!rc) return RmError::transport(rc.error());
+  if (*rc != TPM2_RC_SUCCESS) return *rc;
+  auto context = context_from_save_response(*resp);
+  if (!context || !parse_context(*context)) {
+    return RmError::transport(make_error(EIO, fmt::format("malformed ContextSave response for 0x{:08x}", handle)));
+  }
+  store_saved_context(*sessions_.find(handle), std::move(*context));
+  return TPM2_RC_SUCCESS;
+}
+
+bool Residency::evict_session(const std::set<TPM2_HANDLE>& pinned) {
+  while (auto victim = sessions_.lru_victim(pinned, clock_)) {
+    auto saved = save_session(*victim);
+    if (saved && *saved == TPM2_RC_CONTEXT_GAP) {
+      std::set<TPM2_HANDLE> keep = pinned;
+      keep.insert(*victim);
+      if (regap_oldest(keep)) saved = save_session(*victim);
+    }
+    if (!saved) return false;
+    if (*saved == TPM2_RC_SUCCESS) {
+      ++counters_.evictions;
+      regap_if_near_gap(pinned);
+      return true;
+    }
+    if (is_gone(*saved)) {
+      sessions_.erase(*victim);
+      return true;
+    }
+    spdlog::warn("rm: cannot save session 0x{:08x} to evict it (rc 0x{:x})", *victim, *saved);
+    sessions_.find(*victim)->unevictable_tick = clock_;
+  }
+  return false;
+}
+
+void Residency::record_client_save(TPM2_HANDLE handle, Bytes context) {
+  SessionEntry* s = sessions_.find(handle);
+  s->client_token = context;
+  s->last_use = clock_;
+  store_saved_context(*s, std::move(context));
+  regap_if_near_gap({});
+}
+
+void Residency::regap_if_near_gap(const std::set<TPM2_HANDLE>& pinned) {
+  if (options_.regap_margin == 0) return;
+  const std::uint64_t gap_max = tpm_.info().context_gap_max;
+  const std::uint64_t threshold = gap_max > options_.regap_margin ? gap_max - options_.regap_margin : gap_max / 2;
+  for (std::size_t i = 0, n = sessions_.size(); i < n; ++i) {
+    auto oldest = sessions_.oldest_saved();
+    if (!oldest) break;
+    const std::uint64_t seq = sessions_.find(*oldest)->sequence;
+    if (last_sequence_ <= seq || last_sequence_ - seq < threshold) break;
+    if (!regap(*oldest, pinned)) break;
+  }
+}
+
+bool Residency::regap_oldest(const std::set<TPM2_HANDLE>& pinned) {
+  auto oldest = sessions_.oldest_saved();
+  return oldest && regap(*oldest, pinned);
+}
+
+bool Residency::regap(TPM2_HANDLE handle, const std::set<TPM2_HANDLE>& pinned) {
+  // Loading needs a free session slot; the eviction for it is a plain save (never itself a re-gap, so
+  // re-gapping cannot recurse).
+  if (sessions_.resident_count() >= session_capacity_) {
+    std::set<TPM2_HANDLE> keep = pinned;
+    keep.insert(handle);
+    auto victim = sessions_.lru_victim(keep, clock_);
+    if (!victim) return false;
+    auto saved = save_session(*victim);
+    if (!saved) return false;
+    if (is_gone(*saved)) {
+      sessions_.erase(*victim);
+    } else if (*saved != TPM2_RC_SUCCESS) {
+      return false;
+    } else {
+      ++counters_.evictions;
+    }
+  }
+  SessionEntry* s = sessions_.find(handle);
+  auto resp = send(make_context_load(s->context), &Counters::context_loads);
+  if (!resp) return false;
+  auto rc = response_code(*resp);
+  if (!rc) return false;
+  if (*rc != TPM2_RC_SUCCESS) {
+    if (!is_gone(*rc)) return false;
+    spdlog::warn("rm: saved session 0x{:08x} was lost before it could be re-gapped (rc 0x{:x})", handle, *rc);
+    sessions_.erase(handle);
+    return true;
+  }
+  s->resident = true;
+  ++counters_.regaps;
+  // Leaving it loaded would also take it out of the gap; saving it again keeps the slot free for the command.
+  auto saved = save_session(handle);
+  if (saved && is_gone(*saved)) sessions_.erase(handle);
+  return true;
+}
+
+bool Residency::flush_oldest_abandoned() {
+  auto abandoned = sessions_.abandoned_oldest_first();
+  if (abandoned.empty()) return false;
+  spdlog::info("rm: flushing abandoned session 0x{:08x}", abandoned.front());
+  flush(abandoned.front());
+  sessions_.erase(abandoned.front());
+  return true;
+}
+
+void Residency::enforce_abandoned_bound() {
+  while (sessions_.abandoned_count() > options_.max_abandoned_sessions && flush_oldest_abandoned()) {
+  }
+}
+
+void Residency::release_object(ObjectId id, bool tpm_up) {
+  const ObjectEntry* o = objects_.find(id);
+  if (o && o->resident() && tpm_up) flush(*o->physical);
+  objects_.erase(id);
+}
+
+void Residency::release_session(TPM2_HANDLE handle, bool tpm_up) {
+  SessionEntry* s = sessions_.find(handle);
+  if (!s) return;
+  if (s->client_saved()) {
+    sessions_.set_owner(handle, std::nullopt);
+    s->abandoned_at = ++clock_;
+    return;
+  }
+  if (tpm_up) flush(handle);
+  sessions_.erase(handle);
+}
+
+void Residency::flush_abandoned(bool tpm_up) {
+  for (TPM2_HANDLE h : sessions_.abandoned_oldest_first()) {
+    if (tpm_up) flush(h);
+    sessions_.erase(h);
+  }
+}
+
+}  // namespace tpmrmd::rm
