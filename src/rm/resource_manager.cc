@@ -6,11 +6,25 @@
 #include <algorithm>
 
 #include "rm/capability_view.h"
-#include "rm/context_commands.h"
 #include "rm/handles.h"
+#include "tpm/commands.h"
+#include "tpm/endian.h"
 #include "tpm/header.h"
+#include "tpm/responses.h"
 
 namespace tpmrmd::rm {
+
+using tpm::context_from_save_response;
+using tpm::handle_from_response;
+using tpm::make_context_load;
+using tpm::make_context_load_response;
+using tpm::make_context_save;
+using tpm::make_context_save_response;
+using tpm::make_flush_context;
+using tpm::make_success_response;
+using tpm::parse_context;
+using tpm::rc_base;
+using tpm::response_code;
 namespace {
 
 constexpr TPM2_HANDLE kSequenceObjectMarker = 0x80000001u;  // savedHandle of a sequence object's context
@@ -195,7 +209,7 @@ Result<Bytes> ResourceManager::run(Space& space, const ParsedCommand& cmd, ByteS
   for (std::size_t attempt = 0; attempt < bound; ++attempt) {
     if (auto failure = make_resident(plan)) return fail(space, *failure);
     for (const auto& [index, id] : plan.object_refs) {
-      write_u32(out, ParsedCommand::handle_offset(index), *objects_.find(id)->physical);
+      tpm::store_u32(out, ParsedCommand::handle_offset(index), *objects_.find(id)->physical);
     }
     auto resp = send(out, &Counters::client_commands);
     if (!resp) return resp.error();
@@ -243,7 +257,7 @@ void ResourceManager::post_process(Space& space, const ParsedCommand& cmd, ByteS
     if (is_session(auth.handle) && !auth.continue_session()) forget_session(auth.handle);
   }
   if (cmd.attributes.returns_handle() && response.size() >= tpm::kHeaderSize + 4) {
-    const TPM2_HANDLE h = read_u32(response, tpm::kHeaderSize);
+    const TPM2_HANDLE h = tpm::load_u32(response, tpm::kHeaderSize);
     if (is_transient(h)) {
       ObjectEntry entry;
       entry.owner = space.id;
@@ -264,7 +278,7 @@ void ResourceManager::post_process(Space& space, const ParsedCommand& cmd, ByteS
         return;
       }
       objects_.find(id)->vhandle = *vh;
-      write_u32(response, tpm::kHeaderSize, *vh);
+      tpm::store_u32(response, tpm::kHeaderSize, *vh);
     } else if (is_session(h)) {
       if (sessions_.find(h)) forget_session(h);  // a stale entry: the TPM reused the handle
       SessionEntry entry;
@@ -318,7 +332,7 @@ Result<Bytes> ResourceManager::flush_for_client(Space& space, const ParsedComman
       return make_success_response();
     }
     Bytes out(command.begin(), command.end());
-    write_u32(out, ParsedCommand::handle_offset(0), *o->physical);
+    tpm::store_u32(out, ParsedCommand::handle_offset(0), *o->physical);
     auto resp = send(out, &Counters::client_commands);
     if (!resp) return resp.error();
     auto rc = response_code(*resp);
