@@ -18,6 +18,8 @@
 #include "support/emulated_crb_device.h"
 #include "support/emulated_tis_device.h"
 #include "chip/registers/tis_fifo_driver.h"
+#include "tpm/rc_names.h"
+#include "tpm/responses.h"
 
 namespace {
 
@@ -49,8 +51,9 @@ int run(const Path& path, const std::string& label, const Bytes& command, int co
     const auto t0 = Clock::now();
     auto r = chip.transmit(command);
     us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
-    if (!r || testing::rc_of(*r) != TPM2_RC_SUCCESS) {
-      fmt::print(stderr, "{}: command failed\n", path.name);
+    auto rc = r ? tpm::response_code(*r) : Result<TPM2_RC>(r.error());
+    if (!rc || *rc != TPM2_RC_SUCCESS) {
+      fmt::print(stderr, "{}: command failed: {}\n", path.name, rc ? tpm::rc_name(*rc) : describe(rc.error()));
       return 1;
     }
   }

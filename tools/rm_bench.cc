@@ -10,12 +10,14 @@
 #include <vector>
 
 #include "support/tpm_commands.h"
-#include "rm/context_commands.h"
 #include "rm/resource_manager.h"
 #include "daemon/chip_port.h"
 #include "rm/tpm_port.h"
 #include "chip/chip.h"
 #include "chip/driver_factory.h"
+#include "tpm/commands.h"
+#include "tpm/rc_names.h"
+#include "tpm/responses.h"
 
 namespace {
 
@@ -39,10 +41,23 @@ bool check(const Result<Bytes>& r, const char* what) {
     std::fprintf(stderr, "%s: %s\n", what, describe(r.error()).c_str());
     return false;
   }
-  if (testing::rc_of(*r) != TPM2_RC_SUCCESS) {
-    std::fprintf(stderr, "%s: rc 0x%x\n", what, testing::rc_of(*r));
+  auto rc = tpm::response_code(*r);
+  if (!rc || *rc != TPM2_RC_SUCCESS) {
+    const std::string why = rc ? "rc " + tpm::rc_name(*rc) : describe(rc.error());
+    std::fprintf(stderr, "%s: %s\n", what, why.c_str());
     return false;
   }
+  return true;
+}
+
+// The TPMS_CONTEXT of a ContextSave response that check() has passed.
+bool take_context(const Bytes& response, Bytes& blob) {
+  auto context = tpm::context_from_save_response(response);
+  if (!context) {
+    std::fprintf(stderr, "ContextSave: %s\n", describe(context.error()).c_str());
+    return false;
+  }
+  blob = std::move(*context);
   return true;
 }
 
@@ -82,23 +97,23 @@ bool bench_kernel(chip::Chip& chip, int connections, int keys, int uses, Measure
     auto r = chip.transmit(testing::create_primary(TPM2_RH_OWNER, static_cast<std::uint8_t>(100 + i)));
     if (!check(r, "CreatePrimary")) return false;
     TPM2_HANDLE h = testing::handle_of(*r);
-    auto saved = chip.transmit(rm::make_context_save(h));
+    auto saved = chip.transmit(tpm::make_context_save(h));
     if (!check(saved, "ContextSave")) return false;
-    blobs.push_back(testing::body_of(*saved));
-    if (!check(chip.transmit(rm::make_flush_context(h)), "FlushContext")) return false;
+    if (!take_context(*saved, blobs.emplace_back())) return false;
+    if (!check(chip.transmit(tpm::make_flush_context(h)), "FlushContext")) return false;
   }
   const auto before = chip.counters().commands;
   const auto start = Clock::now();
   for (int u = 0; u < uses; ++u) {
     for (auto& blob : blobs) {
-      auto loaded = chip.transmit(rm::make_context_load(blob));
+      auto loaded = chip.transmit(tpm::make_context_load(blob));
       if (!check(loaded, "ContextLoad")) return false;
       TPM2_HANDLE h = testing::handle_of(*loaded);
       if (!check(chip.transmit(testing::read_public(h)), "ReadPublic")) return false;
-      auto saved = chip.transmit(rm::make_context_save(h));
+      auto saved = chip.transmit(tpm::make_context_save(h));
       if (!check(saved, "ContextSave")) return false;
-      blob = testing::body_of(*saved);
-      if (!check(chip.transmit(rm::make_flush_context(h)), "FlushContext")) return false;
+      if (!take_context(*saved, blob)) return false;
+      if (!check(chip.transmit(tpm::make_flush_context(h)), "FlushContext")) return false;
     }
   }
   out.seconds = std::chrono::duration<double>(Clock::now() - start).count();

@@ -1,27 +1,28 @@
 #include "chip/chip.h"
 
 #include <spdlog/spdlog.h>
-#include <tss2/tss2_mu.h>
 
 #include <cerrno>
 #include <algorithm>
-#include <array>
 #include <cstdio>
 #include <map>
 #include <thread>
 
-#include "chip/capability_query.h"
 #include "chip/durations.h"
+#include "tpm/commands.h"
 #include "tpm/header.h"
+#include "tpm/rc_names.h"
+#include "tpm/responses.h"
 
 namespace tpmrmd::chip {
 namespace {
 
 Error enodev() { return make_error(ENODEV, "TPM chip is unregistered"); }
 
-std::string rc_hex(TPM2_RC rc) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "0x%03x", rc);
+// A structure tag for an error message, e.g. 0x8001.
+std::string hex16(TPM2_ST tag) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "0x%04x", tag);
   return buf;
 }
 
@@ -34,27 +35,6 @@ std::string fourcc(std::uint32_t v) {
   }
   return s;
 }
-
-Bytes make_simple(TPM2_CC code, ByteSpan params) {
-  Bytes cmd(tpm::kHeaderSize + params.size());
-  std::copy(params.begin(), params.end(), cmd.begin() + tpm::kHeaderSize);
-  tpm::write_command_header({TPM2_ST_NO_SESSIONS, static_cast<std::uint32_t>(cmd.size()), code}, cmd);
-  return cmd;
-}
-
-Bytes make_u16_command(TPM2_CC code, std::uint16_t value) {
-  std::uint8_t p[2] = {static_cast<std::uint8_t>(value >> 8), static_cast<std::uint8_t>(value)};
-  return make_simple(code, p);
-}
-
-Bytes make_flush(TPM2_HANDLE handle) {
-  std::uint8_t p[4];
-  size_t offset = 0;
-  Tss2_MU_UINT32_Marshal(handle, p, sizeof p, &offset);
-  return make_simple(TPM2_CC_FlushContext, p);
-}
-
-TPM2_RC rc_of(const Bytes& response) { return tpm::parse_response_header(response)->rc; }
 
 }  // namespace
 
@@ -102,7 +82,7 @@ Result<Bytes> Chip::transmit(ByteSpan command) {
   auto header = tpm::parse_command_header(command);
   if (!header) return header.error();
   if (header->tag != TPM2_ST_NO_SESSIONS && header->tag != TPM2_ST_SESSIONS) {
-    return make_error(EINVAL, "bad command tag " + rc_hex(header->tag));
+    return make_error(EINVAL, "bad command tag " + hex16(header->tag));
   }
   if (header->size != command.size()) {
     return make_error(EINVAL, "command header says " + std::to_string(header->size) + " bytes, buffer has " +
@@ -158,7 +138,7 @@ Result<Bytes> Chip::transmit_locked(ByteSpan command) {
     bool retryable = rc == TPM2_RC_RETRY || rc == TPM2_RC_YIELDED || (rc == TPM2_RC_TESTING && code != TPM2_CC_SelfTest);
     if (!retryable) return response;
     if (delay > options_.retry_max_delay) {
-      spdlog::warn("tpm: giving up on command {:#x} after retries, last rc {}", code, rc_hex(rc));
+      spdlog::warn("tpm: giving up on command {:#x} after retries, last rc {}", code, tpm::rc_name(rc));
       return response;
     }
     std::this_thread::sleep_for(delay);
@@ -171,18 +151,16 @@ Result<Bytes> Chip::transmit_locked(ByteSpan command) {
 void Chip::flush_late_response(TPM2_CC code) {
   auto late = driver_->take_late_response();
   if (!late) return;
-  auto header = tpm::parse_response_header(*late);
+  auto rc = tpm::response_code(*late);
+  auto handle = tpm::handle_from_response(*late);
   auto attributes = info_.commands.find(code);
-  if (!header || header->rc != TPM2_RC_SUCCESS || late->size() < tpm::kHeaderSize + 4) return;
+  if (!rc || *rc != TPM2_RC_SUCCESS || !handle) return;
   if (attributes ? !attributes->returns_handle()
                  : (code != TPM2_CC_CreatePrimary && code != TPM2_CC_Load && code != TPM2_CC_CreateLoaded)) {
     return;
   }
-  TPM2_HANDLE handle = 0;
-  size_t offset = tpm::kHeaderSize;
-  Tss2_MU_UINT32_Unmarshal(late->data(), late->size(), &offset, &handle);
-  auto flushed = driver_->exchange(make_flush(handle), duration_for(TPM2_CC_FlushContext));
-  spdlog::info("tpm: flushed handle {:#010x} created by a cancelled command {:#x}: {}", handle, code,
+  auto flushed = driver_->exchange(tpm::make_flush_context(*handle), duration_for(TPM2_CC_FlushContext));
+  spdlog::info("tpm: flushed handle {:#010x} created by a cancelled command {:#x}: {}", *handle, code,
                flushed ? "ok" : describe(flushed.error()));
   std::lock_guard lock(counters_mutex_);
   ++counters_.late_flushes;
@@ -206,13 +184,13 @@ Result<void> Chip::startup() {
 }
 
 Result<void> Chip::startup_locked() {
-  auto probe_command = make_get_capability(TPM2_CAP_TPM_PROPERTIES, TPM2_PT_TOTAL_COMMANDS, 1);
+  auto probe_command = tpm::make_get_capability(TPM2_CAP_TPM_PROPERTIES, TPM2_PT_TOTAL_COMMANDS, 1);
   auto probe = transmit_locked(probe_command);
   if (!probe) return make_error(probe.error().code, "probe failed: " + probe.error().message);
   if (auto tag = tpm::parse_response_header(*probe)->tag; tag != TPM2_ST_NO_SESSIONS) {
-    return make_error(ENODEV, "not a TPM 2.0 (probe answered with tag " + rc_hex(tag) + ")");
+    return make_error(ENODEV, "not a TPM 2.0 (probe answered with tag " + hex16(tag) + ")");
   }
-  if (rc_of(*probe) == TPM2_RC_FAILURE) {
+  if (*tpm::response_code(*probe) == TPM2_RC_FAILURE) {
     // Either an emulator that was never initialised or a TPM in failure mode; only the first can be helped.
     if (auto on = driver_->power_on(); on) {
       std::lock_guard lock(counters_mutex_);
@@ -221,18 +199,18 @@ Result<void> Chip::startup_locked() {
   }
 
   auto self_test = [&]() -> Result<TPM2_RC> {
-    auto r = transmit_locked(make_simple(TPM2_CC_SelfTest, std::array<std::uint8_t, 1>{0}));
+    auto r = transmit_locked(tpm::make_self_test(false));
     if (!r) return r.error();
-    return rc_of(*r);
+    return tpm::response_code(*r);
   };
   auto rc = self_test();
   if (!rc) return rc.error();
   if (*rc == TPM2_RC_INITIALIZE) {
     spdlog::info("tpm: starting up the TPM (TPM2_Startup(CLEAR))");
-    auto started = transmit_locked(make_u16_command(TPM2_CC_Startup, TPM2_SU_CLEAR));
+    auto started = transmit_locked(tpm::make_startup(TPM2_SU_CLEAR));
     if (!started) return started.error();
-    if (rc_of(*started) != TPM2_RC_SUCCESS) {
-      return make_error(EIO, "TPM2_Startup(CLEAR) failed with rc " + rc_hex(rc_of(*started)));
+    if (auto started_rc = *tpm::response_code(*started); started_rc != TPM2_RC_SUCCESS) {
+      return make_error(EIO, "TPM2_Startup(CLEAR) failed with rc " + tpm::rc_name(started_rc));
     }
     {
       std::lock_guard lock(counters_mutex_);
@@ -244,20 +222,20 @@ Result<void> Chip::startup_locked() {
   if (*rc == TPM2_RC_FAILURE) return make_error(EIO, "TPM is in failure mode (SelfTest answered TPM_RC_FAILURE)");
   if (*rc == TPM2_RC_UPGRADE) return make_error(EIO, "TPM is in field-upgrade mode (TPM_RC_UPGRADE)");
   if (*rc != TPM2_RC_SUCCESS && *rc != TPM2_RC_TESTING) {
-    return make_error(EIO, "TPM2_SelfTest failed with rc " + rc_hex(*rc));
+    return make_error(EIO, "TPM2_SelfTest failed with rc " + tpm::rc_name(*rc));
   }
   return read_info_locked();
 }
 
 Result<void> Chip::read_info_locked() {
-  auto query = [&](TPM2_CAP cap, std::uint32_t property, std::uint32_t count) -> Result<CapabilityPage> {
-    auto r = transmit_locked(make_get_capability(cap, property, count));
+  auto query = [&](TPM2_CAP cap, std::uint32_t property, std::uint32_t count) -> Result<tpm::CapabilityPage> {
+    auto r = transmit_locked(tpm::make_get_capability(cap, property, count));
     if (!r) return r.error();
-    TPM2_RC rc = rc_of(*r);
+    TPM2_RC rc = *tpm::response_code(*r);
     if (rc == TPM2_RC_FAILURE) return make_error(EIO, "TPM is in failure mode (GetCapability answered TPM_RC_FAILURE)");
     if (rc == TPM2_RC_UPGRADE) return make_error(EIO, "TPM is in field-upgrade mode (TPM_RC_UPGRADE)");
-    if (rc != TPM2_RC_SUCCESS) return make_error(EIO, "GetCapability failed with rc " + rc_hex(rc));
-    return parse_get_capability(*r);
+    if (rc != TPM2_RC_SUCCESS) return make_error(EIO, "GetCapability failed with rc " + tpm::rc_name(rc));
+    return tpm::parse_get_capability(*r);
   };
 
   std::map<TPM2_PT, std::uint32_t> props;
@@ -324,8 +302,7 @@ void Chip::unregister(ShutdownMode mode) {
   std::unique_lock ops(ops_lock_);  // waits for the command in flight
   if (!driver_) return;
   if (mode != ShutdownMode::kNone && serving_ && driver_->alive()) {
-    auto r = driver_->exchange(make_u16_command(TPM2_CC_Shutdown,
-                                                mode == ShutdownMode::kState ? TPM2_SU_STATE : TPM2_SU_CLEAR),
+    auto r = driver_->exchange(tpm::make_shutdown(mode == ShutdownMode::kState ? TPM2_SU_STATE : TPM2_SU_CLEAR),
                                duration_for(TPM2_CC_Shutdown));
     if (!r) spdlog::warn("tpm: TPM2_Shutdown failed: {}", describe(r.error()));
   }

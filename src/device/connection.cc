@@ -2,14 +2,14 @@
 
 #include <cerrno>
 
+#include "tpm/endian.h"
+
 namespace tpmrmd::device {
 namespace {
 
 constexpr std::size_t kMinWrite = 6;  // the kernel needs the tag and the size field
 
-std::uint32_t declared_size(ByteSpan data) {
-  return (std::uint32_t{data[2]} << 24) | (std::uint32_t{data[3]} << 16) | (std::uint32_t{data[4]} << 8) | data[5];
-}
+std::uint32_t declared_size(ByteSpan data) { return tpm::load_u32(data, 2); }
 
 }  // namespace
 

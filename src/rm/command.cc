@@ -1,31 +1,11 @@
 #include "rm/command.h"
 
-#include <tss2/tss2_mu.h>
-
 #include <fmt/format.h>
 
+#include "tpm/endian.h"
 #include "tpm/header.h"
 
 namespace tpmrmd::rm {
-
-std::uint32_t read_u32(ByteSpan bytes, std::size_t offset) {
-  std::uint32_t v = 0;
-  size_t off = offset;
-  Tss2_MU_UINT32_Unmarshal(bytes.data(), bytes.size(), &off, &v);
-  return v;
-}
-
-std::uint16_t read_u16(ByteSpan bytes, std::size_t offset) {
-  std::uint16_t v = 0;
-  size_t off = offset;
-  Tss2_MU_UINT16_Unmarshal(bytes.data(), bytes.size(), &off, &v);
-  return v;
-}
-
-void write_u32(std::span<std::uint8_t> bytes, std::size_t offset, std::uint32_t value) {
-  size_t off = offset;
-  Tss2_MU_UINT32_Marshal(value, bytes.data(), bytes.size(), &off);
-}
 
 namespace {
 
@@ -38,9 +18,9 @@ std::optional<std::size_t> parse_auth(ByteSpan cmd, std::size_t offset, std::siz
     return std::nullopt;
   }
   out.offset = offset;
-  out.handle = read_u32(cmd, offset);
+  out.handle = tpm::load_u32(cmd, offset);
   std::size_t pos = offset + 4;
-  std::uint16_t nonce = read_u16(cmd, pos);
+  std::uint16_t nonce = tpm::load_u16(cmd, pos);
   pos += 2;
   if (end - pos < std::size_t{nonce} + 1 + 2) {
     why = fmt::format("nonce of {} bytes in the authorization entry at offset {} overruns the area", nonce, offset);
@@ -49,7 +29,7 @@ std::optional<std::size_t> parse_auth(ByteSpan cmd, std::size_t offset, std::siz
   pos += nonce;
   out.attributes = cmd[pos];
   pos += 1;
-  std::uint16_t hmac = read_u16(cmd, pos);
+  std::uint16_t hmac = tpm::load_u16(cmd, pos);
   pos += 2;
   if (end - pos < hmac) {
     why = fmt::format("hmac of {} bytes in the authorization entry at offset {} overruns the area", hmac, offset);
@@ -84,12 +64,14 @@ RmResult<ParsedCommand> parse_command(ByteSpan cmd, const tpm::CommandTable& tab
     return RmError::malformed(fmt::format("command 0x{:x} has {} handles but only {} bytes", header->code, handles,
                                  cmd.size()));
   }
-  for (std::size_t i = 0; i < handles; ++i) out.handles.push_back(read_u32(cmd, ParsedCommand::handle_offset(i)));
+  for (std::size_t i = 0; i < handles; ++i) {
+    out.handles.push_back(tpm::load_u32(cmd, ParsedCommand::handle_offset(i)));
+  }
 
   std::size_t pos = ParsedCommand::handle_offset(handles);
   if (out.tag == TPM2_ST_SESSIONS) {
     if (cmd.size() - pos < 4) return RmError::malformed("authorizationSize missing after the handle area");
-    std::uint32_t auth_size = read_u32(cmd, pos);
+    std::uint32_t auth_size = tpm::load_u32(cmd, pos);
     pos += 4;
     if (auth_size < 9) {
       return RmError::refused(EINVAL, kRmLayer | TPM2_RC_AUTHSIZE,

@@ -41,9 +41,4 @@ struct ParsedCommand {
 // both error modes, so both produce the kernel's bytes.
 RmResult<ParsedCommand> parse_command(ByteSpan command, const tpm::CommandTable& table);
 
-// Big-endian helpers for fixed positions in already-validated buffers.
-std::uint32_t read_u32(ByteSpan bytes, std::size_t offset);
-void write_u32(std::span<std::uint8_t> bytes, std::size_t offset, std::uint32_t value);
-std::uint16_t read_u16(ByteSpan bytes, std::size_t offset);
-
 }  // namespace tpmrmd::rm

@@ -5,7 +5,10 @@
 
 #include <algorithm>
 
-#include "rm/context_commands.h"
+#include "tpm/commands.h"
+#include "tpm/endian.h"
+#include "tpm/rc_names.h"
+#include "tpm/responses.h"
 
 namespace tpmrmd::rm {
 namespace {
@@ -17,7 +20,7 @@ bool is_object_memory(TPM2_RC rc) {
 }  // namespace
 
 bool is_gone(TPM2_RC rc) {
-  const TPM2_RC base = rc_base(rc);
+  const TPM2_RC base = tpm::rc_base(rc);
   return (rc >= TPM2_RC_REFERENCE_H0 && rc <= TPM2_RC_REFERENCE_H0 + 6) || base == TPM2_RC_HANDLE ||
          base == TPM2_RC_INTEGRITY;
 }
@@ -35,11 +38,11 @@ Result<Bytes> Residency::send(ByteSpan command, std::uint64_t Counters::*counter
 }
 
 bool Residency::flush(TPM2_HANDLE handle) {
-  auto resp = send(make_flush_context(handle), &Counters::flushes);
+  auto resp = send(tpm::make_flush_context(handle), &Counters::flushes);
   if (!resp) return false;
-  auto rc = response_code(*resp);
+  auto rc = tpm::response_code(*resp);
   if (!rc || *rc != TPM2_RC_SUCCESS) {
-    spdlog::warn("rm: FlushContext(0x{:08x}) answered rc 0x{:x}", handle, rc ? *rc : 0);
+    spdlog::warn("rm: FlushContext(0x{:08x}) answered {}", handle, rc ? tpm::rc_name(*rc) : "a malformed response");
     return false;
   }
   return true;
@@ -83,12 +86,12 @@ bool Residency::relieve(TPM2_RC rc, const Pins& pins, bool& regapped) {
 }
 
 RmResult<Residency::Loaded> Residency::send_context_load(ByteSpan context) {
-  auto resp = send(make_context_load(context), &Counters::context_loads);
+  auto resp = send(tpm::make_context_load(context), &Counters::context_loads);
   if (!resp) return RmError::transport(resp.error());
-  auto rc = response_code(*resp);
+  auto rc = tpm::response_code(*resp);
   if (!rc) return RmError::transport(rc.error());
   if (*rc != TPM2_RC_SUCCESS) return Loaded{*rc, 0};
-  auto h = handle_from_response(*resp);
+  auto h = tpm::handle_from_response(*resp);
   if (!h) return RmError::transport(h.error());
   return Loaded{TPM2_RC_SUCCESS, *h};
 }
@@ -111,10 +114,10 @@ RmResult<void> Residency::load_object(ObjectId id, const Pins& pins) {
       o->dead = true;
       return RmError::refused(
           EINVAL, kRmLayer | TPM2_RC_HANDLE | TPM2_RC_1,
-          fmt::format("the object behind 0x{:08x} can no longer be loaded (rc 0x{:x})", vh, rc));
+          fmt::format("the object behind 0x{:08x} can no longer be loaded ({})", vh, tpm::rc_name(rc)));
     }
     return RmError::refused(EIO, kRmLayer | rc,
-                            fmt::format("reloading the object behind 0x{:08x} failed with rc 0x{:x}", vh, rc));
+                            fmt::format("reloading the object behind 0x{:08x} failed with {}", vh, tpm::rc_name(rc)));
   }
   return RmError::answered(kRmObjectMemory, "no TPM object slot could be freed");
 }
@@ -143,10 +146,10 @@ RmResult<void> Residency::load_session(TPM2_HANDLE handle, const Pins& pins) {
       sessions_.erase(handle);
       return RmError::refused(
           EINVAL, kRmLayer | TPM2_RC_REFERENCE_S0,
-          fmt::format("session 0x{:08x} can no longer be loaded (rc 0x{:x}) and was forgotten", handle, rc));
+          fmt::format("session 0x{:08x} can no longer be loaded ({}) and was forgotten", handle, tpm::rc_name(rc)));
     }
     return RmError::refused(EIO, kRmLayer | rc,
-                            fmt::format("reloading session 0x{:08x} failed with rc 0x{:x}", handle, rc));
+                            fmt::format("reloading session 0x{:08x} failed with {}", handle, tpm::rc_name(rc)));
   }
   return RmError::answered(kRmSessionMemory, "no TPM session slot could be freed");
 }
@@ -156,9 +159,9 @@ bool Residency::evict_object(const std::set<ObjectId>& pinned) {
     ObjectEntry* o = objects_.find(*victim);
     const TPM2_HANDLE physical = *o->physical;
     if (!o->context_current) {
-      auto resp = send(make_context_save(physical), &Counters::context_saves);
+      auto resp = send(tpm::make_context_save(physical), &Counters::context_saves);
       if (!resp) return false;
-      auto rc = response_code(*resp);
+      auto rc = tpm::response_code(*resp);
       if (rc && is_gone(*rc)) {
         // The TPM no longer has it (something ended it behind the RM's back): the slot is free anyway.
         o->physical.reset();
@@ -166,19 +169,19 @@ bool Residency::evict_object(const std::set<ObjectId>& pinned) {
         ++counters_.evictions;
         return true;
       }
-      auto context = rc && *rc == TPM2_RC_SUCCESS ? context_from_save_response(*resp)
+      auto context = rc && *rc == TPM2_RC_SUCCESS ? tpm::context_from_save_response(*resp)
                                                   : Result<Bytes>(make_error(EIO, "save refused"));
       if (!context) {
-        spdlog::warn("rm: cannot save object 0x{:08x} to evict it (rc 0x{:x})", physical, rc ? *rc : 0);
+        spdlog::warn("rm: cannot save object 0x{:08x} to evict it ({})", physical, rc ? tpm::rc_name(*rc) : "a malformed response");
         o->unevictable_tick = clock_;
         continue;
       }
       o->context = std::move(*context);
       o->context_current = true;
     }
-    auto resp = send(make_flush_context(physical), &Counters::flushes);
+    auto resp = send(tpm::make_flush_context(physical), &Counters::flushes);
     if (!resp) return false;
-    auto rc = response_code(*resp);
+    auto rc = tpm::response_code(*resp);
     if (rc && *rc != TPM2_RC_SUCCESS && !is_gone(*rc)) {
       o->unevictable_tick = clock_;
       continue;
@@ -191,7 +194,7 @@ bool Residency::evict_object(const std::set<ObjectId>& pinned) {
 }
 
 void Residency::store_saved_context(SessionEntry& session, Bytes context) {
-  const std::uint64_t sequence = parse_context(context)->sequence;
+  const std::uint64_t sequence = tpm::parse_context(context)->sequence;
   session.resident = false;
   session.context = std::move(context);
   session.sequence = sequence;
@@ -199,13 +202,13 @@ void Residency::store_saved_context(SessionEntry& session, Bytes context) {
 }
 
 RmResult<TPM2_RC> Residency::save_session(TPM2_HANDLE handle) {
-  auto resp = send(make_context_save(handle), &Counters::context_saves);
+  auto resp = send(tpm::make_context_save(handle), &Counters::context_saves);
   if (!resp) return RmError::transport(resp.error());
-  auto rc = response_code(*resp);
+  auto rc = tpm::response_code(*resp);
   if (!rc) return RmError::transport(rc.error());
   if (*rc != TPM2_RC_SUCCESS) return *rc;
-  auto context = context_from_save_response(*resp);
-  if (!context || !parse_context(*context)) {
+  auto context = tpm::context_from_save_response(*resp);
+  if (!context || !tpm::parse_context(*context)) {
     return RmError::transport(make_error(EIO, fmt::format("malformed ContextSave response for 0x{:08x}", handle)));
   }
   store_saved_context(*sessions_.find(handle), std::move(*context));
@@ -230,7 +233,7 @@ bool Residency::evict_session(const std::set<TPM2_HANDLE>& pinned) {
       sessions_.erase(*victim);
       return true;
     }
-    spdlog::warn("rm: cannot save session 0x{:08x} to evict it (rc 0x{:x})", *victim, *saved);
+    spdlog::warn("rm: cannot save session 0x{:08x} to evict it ({})", *victim, tpm::rc_name(*saved));
     sessions_.find(*victim)->unevictable_tick = clock_;
   }
   return false;
@@ -281,13 +284,13 @@ bool Residency::regap(TPM2_HANDLE handle, const std::set<TPM2_HANDLE>& pinned) {
     }
   }
   SessionEntry* s = sessions_.find(handle);
-  auto resp = send(make_context_load(s->context), &Counters::context_loads);
+  auto resp = send(tpm::make_context_load(s->context), &Counters::context_loads);
   if (!resp) return false;
-  auto rc = response_code(*resp);
+  auto rc = tpm::response_code(*resp);
   if (!rc) return false;
   if (*rc != TPM2_RC_SUCCESS) {
     if (!is_gone(*rc)) return false;
-    spdlog::warn("rm: saved session 0x{:08x} was lost before it could be re-gapped (rc 0x{:x})", handle, *rc);
+    spdlog::warn("rm: saved session 0x{:08x} was lost before it could be re-gapped ({})", handle, tpm::rc_name(*rc));
     sessions_.erase(handle);
     return true;
   }

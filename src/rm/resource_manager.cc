@@ -6,11 +6,25 @@
 #include <vector>
 
 #include "rm/capability_view.h"
-#include "rm/context_commands.h"
 #include "rm/handles.h"
+#include "tpm/commands.h"
+#include "tpm/endian.h"
 #include "tpm/header.h"
+#include "tpm/responses.h"
 
 namespace tpmrmd::rm {
+
+using tpm::context_from_save_response;
+using tpm::handle_from_response;
+using tpm::make_context_load;
+using tpm::make_context_load_response;
+using tpm::make_context_save;
+using tpm::make_context_save_response;
+using tpm::make_flush_context;
+using tpm::make_success_response;
+using tpm::parse_context;
+using tpm::rc_base;
+using tpm::response_code;
 namespace {
 
 constexpr TPM2_HANDLE kSequenceObjectMarker = 0x80000001u;  // savedHandle of a sequence object's context
@@ -90,12 +104,12 @@ Result<Bytes> ResourceManager::run(Space& space, const Plan& plan, ByteSpan comm
       return answer(space, resident.error());
     }
     for (const auto& [index, id] : plan.object_refs) {
-      write_u32(out, ParsedCommand::handle_offset(index), *residency_.objects().find(id)->physical);
+      tpm::store_u32(out, ParsedCommand::handle_offset(index), *residency_.objects().find(id)->physical);
     }
     auto resp = residency_.send(out, &Counters::client_commands);
     if (!resp) return resp.error();
     response = std::move(*resp);
-    auto rc = response_code(response);
+    auto rc = tpm::response_code(response);
     if (!rc) return rc.error();
     if (!residency_.relieve(*rc, plan.pins, regapped)) break;
   }
@@ -110,7 +124,7 @@ Result<Bytes> ResourceManager::run(Space& space, const Plan& plan, ByteSpan comm
 }
 
 void ResourceManager::map_response(Space& space, const Plan& plan, ByteSpan command, Bytes& response) {
-  auto rc = response_code(response);
+  auto rc = tpm::response_code(response);
   if (!rc || *rc != TPM2_RC_SUCCESS) return;
   const ParsedCommand& cmd = plan.cmd;
   if (cmd.attributes.flushes()) {
@@ -120,7 +134,7 @@ void ResourceManager::map_response(Space& space, const Plan& plan, ByteSpan comm
     for (ObjectId id : plan.pins.objects) {
       ObjectEntry* o = residency_.objects().find(id);
       if (!o) continue;
-      auto header = parse_context(o->context);
+      auto header = tpm::parse_context(o->context);
       if (!header || header->saved_handle == kSequenceObjectMarker) o->context_current = false;
     }
   }
@@ -141,7 +155,7 @@ void ResourceManager::map_response(Space& space, const Plan& plan, ByteSpan comm
 void ResourceManager::map_new_handle(Space& space, const Plan& plan, ByteSpan command, Bytes& response) {
   const ParsedCommand& cmd = plan.cmd;
   ObjectTable& objects = residency_.objects();
-  const TPM2_HANDLE h = read_u32(response, tpm::kHeaderSize);
+  const TPM2_HANDLE h = tpm::load_u32(response, tpm::kHeaderSize);
   if (is_transient(h)) {
     ObjectEntry entry;
     entry.owner = space.id;
@@ -150,7 +164,7 @@ void ResourceManager::map_new_handle(Space& space, const Plan& plan, ByteSpan co
     if (cmd.code == TPM2_CC_ContextLoad) {
       // The client's blob is exactly what is now loaded, so evicting it needs no ContextSave.
       entry.context.assign(command.begin() + static_cast<std::ptrdiff_t>(cmd.parameter_offset), command.end());
-      entry.context_current = parse_context(entry.context).has_value();
+      entry.context_current = tpm::parse_context(entry.context).has_value();
     }
     ObjectId id = objects.add(std::move(entry));
     auto vh = space.objects.allocate(id);
@@ -162,7 +176,7 @@ void ResourceManager::map_new_handle(Space& space, const Plan& plan, ByteSpan co
       return;
     }
     objects.find(id)->vhandle = *vh;
-    write_u32(response, tpm::kHeaderSize, *vh);
+    tpm::store_u32(response, tpm::kHeaderSize, *vh);
   } else if (is_session(h)) {
     SessionEntry entry;  // replaces a stale entry if the TPM reused the handle
     entry.owner = space.id;
@@ -180,13 +194,13 @@ Result<Bytes> ResourceManager::flush_for_client(const Plan& plan, ByteSpan comma
     if (!o->resident()) {
       // Saved or dead: the TPM holds nothing for it; dropping the RM's blob is the whole flush.
       erase_object(id);
-      return make_success_response();
+      return tpm::make_success_response();
     }
     Bytes out(command.begin(), command.end());
-    write_u32(out, ParsedCommand::handle_offset(0), *o->physical);
+    tpm::store_u32(out, ParsedCommand::handle_offset(0), *o->physical);
     auto resp = residency_.send(out, &Counters::client_commands);
     if (!resp) return resp.error();
-    auto rc = response_code(*resp);
+    auto rc = tpm::response_code(*resp);
     if (rc && *rc == TPM2_RC_SUCCESS) erase_object(id);
     return resp;
   }
@@ -194,10 +208,10 @@ Result<Bytes> ResourceManager::flush_for_client(const Plan& plan, ByteSpan comma
   // A session, live or client-saved, of this connection: the TPM flushes loaded and saved sessions alike.
   auto resp = residency_.send(command, &Counters::client_commands);
   if (!resp) return resp.error();
-  auto rc = response_code(*resp);
+  auto rc = tpm::response_code(*resp);
   if (rc && (*rc == TPM2_RC_SUCCESS || is_gone(*rc))) {
     residency_.sessions().erase(h);
-    if (*rc != TPM2_RC_SUCCESS) return make_success_response();  // it was already gone: flushed either way
+    if (*rc != TPM2_RC_SUCCESS) return tpm::make_success_response();  // it was already gone: flushed either way
   }
   return resp;
 }
@@ -208,20 +222,20 @@ Result<Bytes> ResourceManager::save_session_for_client(const Plan& plan, ByteSpa
   if (!s->resident) {
     // Already saved by the RM: that context is as good as a fresh one and costs the TPM nothing.
     s->client_token = s->context;
-    return make_context_save_response(s->context);
+    return tpm::make_context_save_response(s->context);
   }
   Result<Bytes> resp = make_error(EIO, "unreachable");
   for (int attempt = 0; attempt < 2; ++attempt) {
     resp = residency_.send(command, &Counters::client_commands);
     if (!resp) return resp.error();
-    auto rc = response_code(*resp);
+    auto rc = tpm::response_code(*resp);
     if (rc && *rc == TPM2_RC_CONTEXT_GAP && attempt == 0 && residency_.regap_oldest({h})) continue;
     break;
   }
-  auto rc = response_code(*resp);
+  auto rc = tpm::response_code(*resp);
   if (!rc || *rc != TPM2_RC_SUCCESS) return resp;
-  auto context = context_from_save_response(*resp);
-  if (!context || !parse_context(*context)) return resp;  // never drop a response the TPM produced
+  auto context = tpm::context_from_save_response(*resp);
+  if (!context || !tpm::parse_context(*context)) return resp;  // never drop a response the TPM produced
   residency_.record_client_save(h, std::move(*context));
   return resp;
 }
@@ -229,7 +243,7 @@ Result<Bytes> ResourceManager::save_session_for_client(const Plan& plan, ByteSpa
 Result<Bytes> ResourceManager::load_for_client(Space& space, Plan& plan, ByteSpan command) {
   const ParsedCommand& cmd = plan.cmd;
   ByteSpan blob = command.subspan(cmd.parameter_offset);
-  auto header = parse_context(blob);
+  auto header = tpm::parse_context(blob);
   SessionTable& sessions = residency_.sessions();
   if (cmd.tag == TPM2_ST_NO_SESSIONS && header && is_session(header->saved_handle)) {
     if (auto h = sessions.find_by_token(blob)) {
@@ -244,7 +258,7 @@ Result<Bytes> ResourceManager::load_for_client(Space& space, Plan& plan, ByteSpa
       SessionEntry* s = sessions.find(*h);
       s->client_token.reset();
       s->last_use = residency_.now();
-      return make_context_load_response(*h);
+      return tpm::make_context_load_response(*h);
     }
     plan.creates = Creates::kSession;
   } else {

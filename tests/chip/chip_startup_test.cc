@@ -1,14 +1,13 @@
 // Chip start-up against a real swtpm: probe, power-on, TPM2_Startup, TpmInfo.
 #include <gtest/gtest.h>
 
-#include <tss2/tss2_mu.h>
-
 #include <atomic>
 #include <optional>
 
 #include "chip_fixture.h"
 #include "support/fault_injecting_driver.h"
 #include "support/tpm_commands.h"
+#include "tpm/endian.h"
 
 namespace tpmrmd::testing {
 namespace {
@@ -123,15 +122,9 @@ class FaultyStartupTest : public SwtpmTest {
   std::unique_ptr<chip::Chip> chip_;
 };
 
-std::uint32_t u32_at(ByteSpan bytes, std::size_t offset) {
-  std::uint32_t v = 0;
-  Tss2_MU_UINT32_Unmarshal(bytes.data(), bytes.size(), &offset, &v);
-  return v;
-}
-
 bool is_get_capability(ByteSpan command, TPM2_CAP capability) {
   return tpm::parse_command_header(command)->code == TPM2_CC_GetCapability && command.size() == 22 &&
-         u32_at(command, 10) == capability;
+         tpm::load_u32(command, 10) == capability;
 }
 
 TEST_F(FaultyStartupTest, FailureModeIsReportedClearlyAndTheChipDoesNotServe) {
@@ -188,8 +181,7 @@ TEST_F(FaultyStartupTest, CommandTableThatRepeatsItsFirstPageForeverEndsWithoutD
 TEST_F(FaultyStartupTest, CommandTableWithAnImpossibleCountIsAClearError) {
   faults_->rewrite_responses([&](ByteSpan command, Bytes& response) {
     if (!is_get_capability(command, TPM2_CAP_COMMANDS) || response.size() < 19) return;
-    std::size_t offset = 15;  // header, moreData, capability: then the count
-    Tss2_MU_UINT32_Marshal(0xFFFFFFFFu, response.data(), response.size(), &offset);
+    tpm::store_u32(response, 15, 0xFFFFFFFFu);  // header, moreData, capability: then the count
   });
   auto r = chip_->startup();
   ASSERT_FALSE(r.ok());

@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "tpm/endian.h"
 #include "util/bytes.h"
 #include "util/unique_fd.h"
 
@@ -33,17 +34,10 @@ using namespace std::chrono_literals;
 
 Bytes hex(std::string_view h) { return from_hex(h); }
 
-std::uint32_t be32(const Bytes& b, std::size_t at) {
-  return (std::uint32_t{b[at]} << 24) | (std::uint32_t{b[at + 1]} << 16) | (std::uint32_t{b[at + 2]} << 8) |
-         b[at + 3];
-}
-void put_be32(Bytes& b, std::size_t at, std::uint32_t v) {
-  b[at] = static_cast<std::uint8_t>(v >> 24);
-  b[at + 1] = static_cast<std::uint8_t>(v >> 16);
-  b[at + 2] = static_cast<std::uint8_t>(v >> 8);
-  b[at + 3] = static_cast<std::uint8_t>(v);
-}
-std::uint32_t rc_of(const Bytes& r) { return r.size() >= 10 ? be32(r, 6) : 0xFFFFFFFF; }
+using tpm::load_u32;
+using tpm::store_u32;
+
+std::uint32_t rc_of(const Bytes& r) { return r.size() >= 10 ? load_u32(r, 6) : 0xFFFFFFFF; }
 
 // TPM2_GetRandom(32): the response is 44 bytes.
 const Bytes kGetRandom32 = hex("80010000000c0000017b0020");
@@ -59,13 +53,13 @@ const Bytes kRcCommandCode = hex("80010000000a000b0143");
 
 Bytes flush_context(std::uint32_t handle) {
   Bytes c = hex("80010000000e00000165" "00000000");
-  put_be32(c, 10, handle);
+  store_u32(c, 10, handle);
   return c;
 }
 Bytes get_cap_handles(std::uint32_t first, std::uint32_t count) {
   Bytes c = hex("8001000000160000017a" "00000001" "00000000" "00000000");
-  put_be32(c, 14, first);
-  put_be32(c, 18, count);
+  store_u32(c, 14, first);
+  store_u32(c, 18, count);
   return c;
 }
 
@@ -155,7 +149,7 @@ Bytes transact(int fd, const Bytes& command) {
 std::uint32_t create_primary(int fd) {
   Bytes r = transact(fd, kCreatePrimary);
   EXPECT_EQ(rc_of(r), 0u) << to_hex(r);
-  return r.size() >= 14 ? be32(r, 10) : 0;
+  return r.size() >= 14 ? load_u32(r, 10) : 0;
 }
 // The selftests' get_cap: count 1, resume at last + 1 while moreData.
 std::vector<std::uint32_t> list_handles(int fd, std::uint32_t first) {
@@ -165,8 +159,10 @@ std::vector<std::uint32_t> list_handles(int fd, std::uint32_t first) {
     Bytes r = transact(fd, get_cap_handles(next, 1));
     EXPECT_EQ(rc_of(r), 0u);
     if (rc_of(r) != 0 || r.size() < 19) break;
-    std::uint32_t count = be32(r, 15);
-    for (std::uint32_t i = 0; i < count; ++i) handles.push_back(be32(r, 19 + 4 * i));
+    std::uint32_t count = load_u32(r, 15);
+    for (std::uint32_t i = 0; i < count && r.size() >= 23 + 4 * i; ++i) {
+      handles.push_back(load_u32(r, 19 + 4 * i));
+    }
     if (r[10] == 0 || count == 0) break;
     next = handles.back() + 1;
   }
@@ -255,7 +251,7 @@ TEST_F(DeviceTest, AsyncGetCapabilityThroughPoll) {
   Bytes r = read_all(s.get());
   ASSERT_GE(r.size(), 19u);
   EXPECT_EQ(rc_of(r), 0u);
-  EXPECT_EQ(be32(r, 2), r.size());
+  EXPECT_EQ(load_u32(r, 2), r.size());
 }
 
 // ---- SmokeTest's file-interface cases and the contract tests (spec §4.6). ----
@@ -265,7 +261,7 @@ TEST_F(DeviceTest, PartialReadsWithCursorThenEof) {
   ASSERT_EQ(write_bytes(s.get(), kGetRandom32), 12);
   std::uint8_t buf[4096];
   ASSERT_EQ(::read(s.get(), buf, 10), 10);
-  EXPECT_EQ(be32(Bytes(buf, buf + 10), 2), 44u);
+  EXPECT_EQ(load_u32(Bytes(buf, buf + 10), 2), 44u);
   EXPECT_EQ(::read(s.get(), buf, sizeof(buf)), 34);
   EXPECT_EQ(::read(s.get(), buf, sizeof(buf)), 0);
 }
@@ -450,7 +446,7 @@ Bytes raw_exchange(int fd, const Bytes& command) {
     if (n <= 0) return {};
     got += static_cast<std::size_t>(n);
   }
-  r.resize(be32(r, 2));
+  r.resize(load_u32(r, 2));
   while (got < r.size()) {
     ssize_t n = ::read(fd, r.data() + got, r.size() - got);
     if (n <= 0) return {};
@@ -460,7 +456,7 @@ Bytes raw_exchange(int fd, const Bytes& command) {
 }
 std::uint32_t raw_count(int fd, std::uint32_t first) {
   Bytes r = raw_exchange(fd, get_cap_handles(first, 64));
-  return r.size() >= 19 && rc_of(r) == 0 ? be32(r, 15) : 0xFFFFFFFF;
+  return r.size() >= 19 && rc_of(r) == 0 ? load_u32(r, 15) : 0xFFFFFFFF;
 }
 
 TEST(ConcurrencyTest, SixteenProcessesMixedCommandsLeakNothing) {
@@ -516,14 +512,14 @@ TEST(ConcurrencyTest, SixteenProcessesMixedCommandsLeakNothing) {
           std::uint32_t h = 0;
           if (::write(s.get(), kCreatePrimary.data(), kCreatePrimary.size()) < 0) ++failures;
           r = read_all(s.get());
-          if (rc_of(r) != 0) ++failures; else h = be32(r, 10);
+          if (rc_of(r) != 0) ++failures; else h = load_u32(r, 10);
           if (::write(s.get(), kGetRandom32.data(), 12) < 0) ++failures;
           if (read_all(s.get()).size() != 44) ++failures;
           Bytes cap = get_cap_handles(0x80000000, 64);
           if (::write(s.get(), cap.data(), cap.size()) < 0) ++failures;
           r = read_all(s.get());
           // Only this process's own objects: odd rounds keep theirs, even rounds flush theirs.
-          if (rc_of(r) != 0 || be32(r, 15) != static_cast<std::uint32_t>(1 + round / 2)) ++failures;
+          if (rc_of(r) != 0 || load_u32(r, 15) != static_cast<std::uint32_t>(1 + round / 2)) ++failures;
           if (round % 2 == 0) {
             Bytes f = flush_context(h);
             if (::write(s.get(), f.data(), f.size()) < 0) ++failures;

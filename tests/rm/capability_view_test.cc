@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 #include <tss2/tss2_mu.h>
 
-#include "rm/context_commands.h"
 #include "support/tpm_commands.h"
 
 namespace tpmrmd::rm {
@@ -71,30 +70,6 @@ TEST(CapabilityView, QueryParsingAndRanges) {
   EXPECT_FALSE(is_virtualised_handle_range(0x81000000));
   EXPECT_FALSE(is_virtualised_handle_range(0x01000000));
   EXPECT_FALSE(is_virtualised_handle_range(0x40000000));
-}
-
-TEST(ContextCommands, ContextHeaderAndBuilders) {
-  TPMS_CONTEXT ctx{};
-  ctx.sequence = 0x1122334455667788ull;
-  ctx.savedHandle = 0x02000001;
-  ctx.hierarchy = TPM2_RH_NULL;
-  ctx.contextBlob.size = 3;
-  Bytes blob(64);
-  size_t off = 0;
-  ASSERT_EQ(Tss2_MU_TPMS_CONTEXT_Marshal(&ctx, blob.data(), blob.size(), &off), TSS2_RC_SUCCESS);
-  blob.resize(off);
-  auto h = parse_context(blob);
-  ASSERT_TRUE(h);
-  EXPECT_EQ(h->sequence, 0x1122334455667788ull);
-  EXPECT_EQ(h->saved_handle, 0x02000001u);
-  Bytes longer = blob;
-  longer.push_back(0);
-  EXPECT_FALSE(parse_context(longer));
-  EXPECT_FALSE(parse_context(ByteSpan(blob).first(blob.size() - 1)));
-  EXPECT_EQ(to_hex(make_flush_context(0x80000001)), "80010000000e0000016580000001");
-  EXPECT_EQ(to_hex(make_context_load_response(0x02000001)), "80010000000e0000000002000001");
-  EXPECT_EQ(rc_base(0x18B), 0x8Bu);
-  EXPECT_EQ(rc_base(0x902), 0x902u);
 }
 
 }  // namespace

@@ -5,9 +5,9 @@
 #include <chrono>
 #include <cstdio>
 
-#include "rm/context_commands.h"
 #include "rm/handles.h"
 #include "rm_fixture.h"
+#include "tpm/commands.h"
 
 namespace tpmrmd::testing {
 namespace {
@@ -27,16 +27,16 @@ TEST_F(SwtpmRmTest, BareTpmReportsContextGapAfter65535SessionSaves) {
     return r ? *r : Bytes{};
   };
   TPM2_HANDLE idle = handle_of(raw(start_auth_session(TPM2_SE_POLICY)));
-  ASSERT_EQ(rc_of(raw(rm::make_context_save(idle))), TPM2_RC_SUCCESS);
+  ASSERT_EQ(rc_of(raw(tpm::make_context_save(idle))), TPM2_RC_SUCCESS);
   TPM2_HANDLE busy = handle_of(raw(start_auth_session(TPM2_SE_POLICY)));
   const auto start = Clock::now();
   int saves = 0;
   TPM2_RC rc = TPM2_RC_SUCCESS;
   for (; saves < 70000; ++saves) {
-    Bytes saved = raw(rm::make_context_save(busy));
+    Bytes saved = raw(tpm::make_context_save(busy));
     rc = rc_of(saved);
     if (rc != TPM2_RC_SUCCESS) break;
-    ASSERT_EQ(rc_of(raw(rm::make_context_load(body_of(saved)))), TPM2_RC_SUCCESS);
+    ASSERT_EQ(rc_of(raw(tpm::make_context_load(body_of(saved)))), TPM2_RC_SUCCESS);
   }
   EXPECT_EQ(rc, TPM2_RC_CONTEXT_GAP);
   EXPECT_GE(saves, 65000);
@@ -44,8 +44,8 @@ TEST_F(SwtpmRmTest, BareTpmReportsContextGapAfter65535SessionSaves) {
   std::printf("bare TPM: TPM_RC_CONTEXT_GAP after %d saves of another session (%.1f s)\n", saves,
               seconds_since(start));
   RecordProperty("saves_until_gap", saves);
-  raw(rm::make_flush_context(busy));
-  raw(rm::make_flush_context(idle));
+  raw(tpm::make_flush_context(busy));
+  raw(tpm::make_flush_context(idle));
 }
 
 TEST_F(SwtpmRmTest, IdleAndClientSavedSessionsSurviveMoreThan65535SessionSavesByOthers) {

@@ -2,9 +2,9 @@
 // here; the real gap is driven in context_gap_test.cc).
 #include <gtest/gtest.h>
 
-#include "rm/context_commands.h"
 #include "rm/handles.h"
 #include "rm_fixture.h"
+#include "tpm/commands.h"
 
 namespace tpmrmd::testing {
 namespace {
@@ -45,7 +45,7 @@ TEST_F(SwtpmRmTest, RealObjectMemoryWhenSomeoneElseHoldsSlots) {
   EXPECT_GT(rm_->counters().evictions, 0u);
   // 16 client commands; more sends means the TPM really refused with OBJECT_MEMORY and the RM retried.
   EXPECT_GT(rm_->counters().client_commands, 16u);
-  for (TPM2_HANDLE h : outside) ASSERT_TRUE(chip_->transmit(rm::make_flush_context(h)));
+  for (TPM2_HANDLE h : outside) ASSERT_TRUE(chip_->transmit(tpm::make_flush_context(h)));
 }
 
 TEST_F(SwtpmRmTest, AnObjectWhoseContextIsLostIsDeadButTheConnectionLives) {

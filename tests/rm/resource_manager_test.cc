@@ -5,9 +5,9 @@
 
 #include <cstdio>
 
-#include "rm/context_commands.h"
 #include "rm/handles.h"
 #include "rm_fixture.h"
+#include "tpm/commands.h"
 
 namespace tpmrmd::testing {
 namespace {
@@ -343,14 +343,14 @@ TEST_F(SwtpmRmTest, ReusedKeyCostsOneTpmCommandPerClientCommand) {
     return *r;
   };
   TPM2_HANDLE physical = handle_of(raw(create_primary(TPM2_RH_OWNER, 0x55)));
-  Bytes blob = body_of(raw(rm::make_context_save(physical)));
-  raw(rm::make_flush_context(physical));
+  Bytes blob = body_of(raw(tpm::make_context_save(physical)));
+  raw(tpm::make_flush_context(physical));
   const auto kernel_before = chip_commands();
   for (int i = 0; i < kUses; ++i) {
-    physical = handle_of(raw(rm::make_context_load(blob)));
+    physical = handle_of(raw(tpm::make_context_load(blob)));
     raw(read_public(physical));
-    blob = body_of(raw(rm::make_context_save(physical)));
-    raw(rm::make_flush_context(physical));
+    blob = body_of(raw(tpm::make_context_save(physical)));
+    raw(tpm::make_flush_context(physical));
   }
   const auto kernel = chip_commands() - kernel_before;
   EXPECT_EQ(kernel, 4u * kUses);

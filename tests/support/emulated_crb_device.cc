@@ -5,19 +5,13 @@
 #include <algorithm>
 
 #include "chip/registers/crb_driver.h"
+#include "tpm/endian.h"
 #include "tpm/header.h"
 
 namespace tpmrmd::chip {
 namespace {
 
 using namespace crb_reg;
-
-std::uint32_t be32(const std::uint8_t* p) {
-  return std::uint32_t{p[0]} << 24 | std::uint32_t{p[1]} << 16 | std::uint32_t{p[2]} << 8 | p[3];
-}
-void put_be32(std::uint8_t* p, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<std::uint8_t>(v >> (24 - 8 * i));
-}
 
 }  // namespace
 
@@ -104,7 +98,7 @@ void EmulatedCrbDevice::start_locked() {
     ++counters_.protocol_errors;
     return;
   }
-  const std::uint32_t length = be32(&memory_[cmd_offset_ + 2]);
+  const std::uint32_t length = tpm::load_u32(memory_, cmd_offset_ + 2);
   if (length < 10 || length > cmd_size_) {
     ++counters_.protocol_errors;
     return;
@@ -204,7 +198,7 @@ void EmulatedCrbDevice::write32(std::uint32_t offset, std::uint32_t value) {
 void EmulatedCrbDevice::finish_locked(Bytes response) {
   if (faults_.bad_length > 0 || faults_.bad_length < 0) {
     if (faults_.bad_length > 0) --faults_.bad_length;
-    if (response.size() >= 6) put_be32(&response[2], 5);
+    if (response.size() >= 6) tpm::store_u32(response, 2, 5);
   }
   const std::size_t n = std::min<std::size_t>(response.size(), rsp_size_);
   if (faults_.start_clears_early) {

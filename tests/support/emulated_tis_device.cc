@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "chip/registers/tis_fifo_driver.h"
+#include "tpm/endian.h"
 #include "tpm/header.h"
 
 namespace tpmrmd::chip {
@@ -20,13 +21,6 @@ constexpr std::size_t kFifoCapacity = 4096;
 constexpr std::uint32_t kIntfCapsValue = 3u << 28;
 // STS byte 3: tpmFamily = 01 (TPM 2.0).
 constexpr std::uint32_t kStsFamilyTpm2 = 1u << 26;
-
-std::uint32_t be32(const std::uint8_t* p) {
-  return std::uint32_t{p[0]} << 24 | std::uint32_t{p[1]} << 16 | std::uint32_t{p[2]} << 8 | p[3];
-}
-void put_be32(std::uint8_t* p, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<std::uint8_t>(v >> (24 - 8 * i));
-}
 
 }  // namespace
 
@@ -113,7 +107,7 @@ std::uint32_t EmulatedTisDevice::sts_locked(int locality) {
       break;
     case State::kReception: {
       const bool length_known = command_.size() >= 6;
-      if (!early_drop_ && (!length_known || command_.size() < be32(&command_[2]))) b0 |= kStsExpect;
+      if (!early_drop_ && (!length_known || command_.size() < tpm::load_u32(command_, 2))) b0 |= kStsExpect;
       break;
     }
     case State::kReceptionComplete:
@@ -177,7 +171,7 @@ void EmulatedTisDevice::abort_locked() {
 void EmulatedTisDevice::start_response_pass_locked() {
   served_ = response_;
   read_pos_ = 0;
-  if (take(faults_.bad_length) && served_.size() >= 6) put_be32(&served_[2], 5);
+  if (take(faults_.bad_length) && served_.size() >= 6) tpm::store_u32(served_, 2, 5);
   if (take(faults_.short_response)) served_.resize(std::max<std::size_t>(10, served_.size() / 2));
   leftover_ = take(faults_.leftover_data);
   zero_burst_until_ = Clock::now() + faults_.zero_burst;
@@ -244,7 +238,7 @@ void EmulatedTisDevice::write_fifo_byte_locked(int locality, std::uint8_t value)
   }
   command_.push_back(value);
   if (!valid_lost_ && faults_.sts_valid_lost != 0) valid_lost_ = take(faults_.sts_valid_lost);
-  if (command_.size() >= 10 && command_.size() >= be32(&command_[2])) {
+  if (command_.size() >= 10 && command_.size() >= tpm::load_u32(command_, 2)) {
     state_ = State::kReceptionComplete;
     expect_stuck_now_ = take(faults_.expect_stuck);
   }

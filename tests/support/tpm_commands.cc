@@ -4,54 +4,21 @@
 
 #include <cstring>
 
+#include "tpm/commands.h"
 #include "tpm/header.h"
+#include "tpm/responses.h"
 
 namespace tpmrmd::testing {
 namespace {
 
-void put_u32(Bytes& b, std::uint32_t v) {
-  std::size_t at = b.size();
-  b.resize(at + 4);
-  size_t off = at;
-  Tss2_MU_UINT32_Marshal(v, b.data(), b.size(), &off);
-}
-
-void put_u16(Bytes& b, std::uint16_t v) {
-  std::size_t at = b.size();
-  b.resize(at + 2);
-  size_t off = at;
-  Tss2_MU_UINT16_Marshal(v, b.data(), b.size(), &off);
-}
-
-template <typename T, typename F>
-void put(Bytes& b, const T& value, F marshal) {
-  std::uint8_t buf[4096];
-  size_t off = 0;
-  marshal(&value, buf, sizeof buf, &off);
-  b.insert(b.end(), buf, buf + off);
-}
+void put_u16(Bytes& b, std::uint16_t v) { tpm::append_marshalled(b, v, Tss2_MU_UINT16_Marshal); }
+void put_u32(Bytes& b, std::uint32_t v) { tpm::append_marshalled(b, v, Tss2_MU_UINT32_Marshal); }
 
 }  // namespace
 
 Bytes build_command(TPM2_CC code, const std::vector<TPM2_HANDLE>& handles, const std::vector<Auth>& auths,
                     ByteSpan parameters) {
-  Bytes b(tpm::kHeaderSize);
-  for (TPM2_HANDLE h : handles) put_u32(b, h);
-  if (!auths.empty()) {
-    put_u32(b, static_cast<std::uint32_t>(auths.size() * 9));
-    for (const Auth& a : auths) {
-      put_u32(b, a.handle);
-      put_u16(b, 0);
-      b.push_back(a.attributes);
-      put_u16(b, 0);
-    }
-  }
-  b.insert(b.end(), parameters.begin(), parameters.end());
-  tpm::write_command_header(
-      tpm::CommandHeader{auths.empty() ? TPM2_ST_NO_SESSIONS : TPM2_ST_SESSIONS,
-                         static_cast<std::uint32_t>(b.size()), code},
-      b);
-  return b;
+  return tpm::build_command(code, handles, auths, parameters);
 }
 
 Bytes get_random(std::uint16_t bytes, const std::vector<Auth>& auths) {
@@ -63,7 +30,7 @@ Bytes get_random(std::uint16_t bytes, const std::vector<Auth>& auths) {
 Bytes create_primary(TPM2_HANDLE hierarchy, std::uint8_t unique) {
   Bytes p;
   TPM2B_SENSITIVE_CREATE sensitive{};
-  put(p, sensitive, Tss2_MU_TPM2B_SENSITIVE_CREATE_Marshal);
+  tpm::append_marshalled(p, sensitive, Tss2_MU_TPM2B_SENSITIVE_CREATE_Marshal);
   TPM2B_PUBLIC pub{};
   pub.publicArea.type = TPM2_ALG_ECC;
   pub.publicArea.nameAlg = TPM2_ALG_SHA256;
@@ -76,11 +43,11 @@ Bytes create_primary(TPM2_HANDLE hierarchy, std::uint8_t unique) {
   pub.publicArea.parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
   pub.publicArea.unique.ecc.x.size = 1;
   pub.publicArea.unique.ecc.x.buffer[0] = unique;
-  put(p, pub, Tss2_MU_TPM2B_PUBLIC_Marshal);
+  tpm::append_marshalled(p, pub, Tss2_MU_TPM2B_PUBLIC_Marshal);
   TPM2B_DATA outside{};
-  put(p, outside, Tss2_MU_TPM2B_DATA_Marshal);
+  tpm::append_marshalled(p, outside, Tss2_MU_TPM2B_DATA_Marshal);
   TPML_PCR_SELECTION pcrs{};
-  put(p, pcrs, Tss2_MU_TPML_PCR_SELECTION_Marshal);
+  tpm::append_marshalled(p, pcrs, Tss2_MU_TPML_PCR_SELECTION_Marshal);
   return build_command(TPM2_CC_CreatePrimary, {hierarchy}, {Auth{}}, p);
 }
 
@@ -91,13 +58,13 @@ Bytes start_auth_session(TPM2_SE type, TPM2_HANDLE tpm_key, TPM2_HANDLE bind) {
   TPM2B_NONCE nonce{};
   nonce.size = 16;
   std::memset(nonce.buffer, 0x5a, 16);
-  put(p, nonce, Tss2_MU_TPM2B_NONCE_Marshal);
+  tpm::append_marshalled(p, nonce, Tss2_MU_TPM2B_NONCE_Marshal);
   TPM2B_ENCRYPTED_SECRET salt{};
-  put(p, salt, Tss2_MU_TPM2B_ENCRYPTED_SECRET_Marshal);
+  tpm::append_marshalled(p, salt, Tss2_MU_TPM2B_ENCRYPTED_SECRET_Marshal);
   p.push_back(type);
   TPMT_SYM_DEF sym{};
   sym.algorithm = TPM2_ALG_NULL;
-  put(p, sym, Tss2_MU_TPMT_SYM_DEF_Marshal);
+  tpm::append_marshalled(p, sym, Tss2_MU_TPMT_SYM_DEF_Marshal);
   put_u16(p, TPM2_ALG_SHA256);
   return build_command(TPM2_CC_StartAuthSession, {tpm_key, bind}, {}, p);
 }
@@ -106,22 +73,12 @@ Bytes policy_get_digest(TPM2_HANDLE session) {
   return build_command(TPM2_CC_PolicyGetDigest, {session}, {}, {});
 }
 
-Bytes flush_context(TPM2_HANDLE handle) {
-  Bytes p;
-  put_u32(p, handle);
-  return build_command(TPM2_CC_FlushContext, {}, {}, p);
-}
-
-Bytes context_save(TPM2_HANDLE handle) { return build_command(TPM2_CC_ContextSave, {handle}, {}, {}); }
-
-Bytes context_load(ByteSpan context) { return build_command(TPM2_CC_ContextLoad, {}, {}, context); }
+Bytes flush_context(TPM2_HANDLE handle) { return tpm::make_flush_context(handle); }
+Bytes context_save(TPM2_HANDLE handle) { return tpm::make_context_save(handle); }
+Bytes context_load(ByteSpan context) { return tpm::make_context_load(context); }
 
 Bytes get_capability(TPM2_CAP capability, std::uint32_t property, std::uint32_t count) {
-  Bytes p;
-  put_u32(p, capability);
-  put_u32(p, property);
-  put_u32(p, count);
-  return build_command(TPM2_CC_GetCapability, {}, {}, p);
+  return tpm::make_get_capability(capability, property, count);
 }
 
 Bytes hash_sequence_start() {
@@ -140,15 +97,13 @@ Bytes sequence_complete(TPM2_HANDLE sequence) {
 }
 
 TPM2_RC rc_of(ByteSpan response) {
-  auto h = tpm::parse_response_header(response);
-  return h ? h->rc : 0xFFFFFFFFu;
+  auto rc = tpm::response_code(response);
+  return rc ? *rc : 0xFFFFFFFFu;
 }
 
 TPM2_HANDLE handle_of(ByteSpan response) {
-  std::uint32_t v = 0;
-  size_t off = tpm::kHeaderSize;
-  Tss2_MU_UINT32_Unmarshal(response.data(), response.size(), &off, &v);
-  return v;
+  auto h = tpm::handle_from_response(response);
+  return h ? *h : 0;
 }
 
 Bytes body_of(ByteSpan response) {
@@ -157,33 +112,18 @@ Bytes body_of(ByteSpan response) {
 }
 
 std::optional<HandleList> parse_handles(ByteSpan response) {
-  size_t off = tpm::kHeaderSize;
-  TPMI_YES_NO more = 0;
-  TPMS_CAPABILITY_DATA data{};
-  if (Tss2_MU_UINT8_Unmarshal(response.data(), response.size(), &off, &more) != TSS2_RC_SUCCESS ||
-      Tss2_MU_TPMS_CAPABILITY_DATA_Unmarshal(response.data(), response.size(), &off, &data) != TSS2_RC_SUCCESS ||
-      off != response.size() || data.capability != TPM2_CAP_HANDLES) {
-    return std::nullopt;
-  }
-  HandleList out;
-  out.more = more == TPM2_YES;
-  out.handles.assign(data.data.handles.handle, data.data.handles.handle + data.data.handles.count);
-  return out;
+  auto page = tpm::parse_get_capability(response);
+  if (!page || page->data.capability != TPM2_CAP_HANDLES) return std::nullopt;
+  const TPML_HANDLE& list = page->data.data.handles;
+  return HandleList{page->more_data, std::vector<TPM2_HANDLE>(list.handle, list.handle + list.count)};
 }
 
 std::optional<std::uint32_t> property_of(ByteSpan response, TPM2_PT property) {
-  size_t off = tpm::kHeaderSize;
-  TPMI_YES_NO more = 0;
-  TPMS_CAPABILITY_DATA data{};
-  if (Tss2_MU_UINT8_Unmarshal(response.data(), response.size(), &off, &more) != TSS2_RC_SUCCESS ||
-      Tss2_MU_TPMS_CAPABILITY_DATA_Unmarshal(response.data(), response.size(), &off, &data) != TSS2_RC_SUCCESS ||
-      data.capability != TPM2_CAP_TPM_PROPERTIES) {
-    return std::nullopt;
-  }
-  for (std::uint32_t i = 0; i < data.data.tpmProperties.count; ++i) {
-    if (data.data.tpmProperties.tpmProperty[i].property == property) {
-      return data.data.tpmProperties.tpmProperty[i].value;
-    }
+  auto page = tpm::parse_get_capability(response);
+  if (!page || page->data.capability != TPM2_CAP_TPM_PROPERTIES) return std::nullopt;
+  const TPML_TAGGED_TPM_PROPERTY& list = page->data.data.tpmProperties;
+  for (std::uint32_t i = 0; i < list.count; ++i) {
+    if (list.tpmProperty[i].property == property) return list.tpmProperty[i].value;
   }
   return std::nullopt;
 }

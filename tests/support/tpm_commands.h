@@ -1,4 +1,5 @@
-// Raw TPM 2.0 commands for the RM tests, built with Tss2_MU so the tests speak bytes to the RM (no ESYS).
+// Raw TPM 2.0 commands for the tests, so they speak bytes to the RM and the chip (no ESYS). Framing and the
+// commands the daemon sends itself come from src/tpm; what is here is what only tests send.
 #pragma once
 
 #include <tss2/tss2_tpm2_types.h>
@@ -7,14 +8,12 @@
 #include <optional>
 #include <vector>
 
+#include "tpm/commands.h"
 #include "util/bytes.h"
 
 namespace tpmrmd::testing {
 
-struct Auth {
-  TPM2_HANDLE handle = TPM2_RH_PW;
-  std::uint8_t attributes = TPMA_SESSION_CONTINUESESSION;
-};
+using Auth = tpm::Auth;
 
 // A command with `handles` in the handle area, `auths` (tag SESSIONS if non-empty; empty nonce and hmac) and
 // `parameters`.

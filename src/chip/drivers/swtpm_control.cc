@@ -1,11 +1,10 @@
 #include "chip/drivers/swtpm_control.h"
 
-#include <tss2/tss2_mu.h>
-
 #include <cerrno>
 #include <chrono>
 
 #include "chip/drivers/stream_io.h"
+#include "tpm/endian.h"
 
 namespace tpmrmd::chip {
 namespace {
@@ -16,13 +15,6 @@ constexpr std::uint32_t kCmdSetLocality = 0x05;
 constexpr std::uint32_t kCmdCancelTpmCmd = 0x09;
 // swtpm waits up to 500 ms for a request; give its reply a little more.
 constexpr std::chrono::milliseconds kReplyTimeout{2000};
-
-std::uint32_t be32(const std::uint8_t* p) {
-  std::uint32_t v = 0;
-  size_t offset = 0;
-  Tss2_MU_UINT32_Unmarshal(p, 4, &offset, &v);
-  return v;
-}
 
 }  // namespace
 
@@ -39,8 +31,7 @@ Result<void> SwtpmControl::request(std::uint32_t command, ByteSpan payload, std:
     fd_ = std::move(*fd);
   }
   Bytes message(4);
-  size_t offset = 0;
-  Tss2_MU_UINT32_Marshal(command, message.data(), message.size(), &offset);
+  tpm::store_u32(message, 0, command);
   message.insert(message.end(), payload.begin(), payload.end());
 
   auto fail = [this](const Error& e) {
@@ -51,7 +42,7 @@ Result<void> SwtpmControl::request(std::uint32_t command, ByteSpan payload, std:
   auto deadline = Clock::now() + kReplyTimeout;
   std::uint8_t result_bytes[4];
   if (auto r = read_exact(fd_.get(), result_bytes, deadline); !r) return fail(r.error());
-  if (std::uint32_t result = be32(result_bytes); result != 0) {
+  if (std::uint32_t result = tpm::load_u32(result_bytes, 0); result != 0) {
     return make_error(EIO, "swtpm control command " + std::to_string(command) + " failed with result " +
                                std::to_string(result));
   }
@@ -64,7 +55,7 @@ Result<void> SwtpmControl::request(std::uint32_t command, ByteSpan payload, std:
 Result<std::uint32_t> SwtpmControl::get_capability() {
   std::uint8_t caps[4];
   if (auto r = request(kCmdGetCapability, {}, caps, sizeof caps); !r) return r.error();
-  return be32(caps);
+  return tpm::load_u32(caps, 0);
 }
 
 Result<void> SwtpmControl::init(bool delete_volatile) {

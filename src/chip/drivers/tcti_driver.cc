@@ -3,18 +3,13 @@
 #include <tss2/tss2_tctildr.h>
 
 #include <cerrno>
-#include <cstdio>
+
+#include "tpm/rc_names.h"
 
 namespace tpmrmd::chip {
 namespace {
 
 constexpr std::size_t kMaxResponse = 4096;
-
-std::string rc_text(TSS2_RC rc) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "TSS2_RC 0x%x", rc);
-  return buf;
-}
 
 bool is_timeout(TSS2_RC rc) { return (rc & 0xFFFF) == TSS2_BASE_RC_TRY_AGAIN; }
 
@@ -24,7 +19,7 @@ Result<std::unique_ptr<TctiDriver>> TctiDriver::open(TctiDriverOptions options) 
   if (options.config.empty()) return make_error(EINVAL, "empty TCTI config in 'tcti:'");
   TSS2_TCTI_CONTEXT* context = nullptr;
   if (TSS2_RC rc = Tss2_TctiLdr_Initialize(options.config.c_str(), &context); rc != TSS2_RC_SUCCESS) {
-    return make_error(ENODEV, "cannot load or connect TCTI '" + options.config + "': " + rc_text(rc));
+    return make_error(ENODEV, "cannot load or connect TCTI '" + options.config + "': " + tpm::rc_name(rc));
   }
   return std::unique_ptr<TctiDriver>(new TctiDriver(std::move(options), context));
 }
@@ -41,7 +36,7 @@ Result<Bytes> TctiDriver::receive(std::chrono::milliseconds timeout) {
   std::size_t size = response.size();
   TSS2_RC rc = Tss2_Tcti_Receive(context_, &size, response.data(), static_cast<std::int32_t>(timeout.count()));
   if (is_timeout(rc)) return make_error(ETIME, "no response before the deadline");
-  if (rc != TSS2_RC_SUCCESS) return broken(EPIPE, "receive failed: " + rc_text(rc));
+  if (rc != TSS2_RC_SUCCESS) return broken(EPIPE, "receive failed: " + tpm::rc_name(rc));
   response.resize(size);
   return response;
 }
@@ -50,7 +45,7 @@ Result<Bytes> TctiDriver::exchange(ByteSpan command, std::chrono::milliseconds t
   if (!alive_) return make_error(EPIPE, "TCTI " + options_.config + " is no longer usable");
   late_response_.reset();
   if (TSS2_RC rc = Tss2_Tcti_Transmit(context_, command.size(), command.data()); rc != TSS2_RC_SUCCESS) {
-    return broken(EPIPE, "transmit failed: " + rc_text(rc));
+    return broken(EPIPE, "transmit failed: " + tpm::rc_name(rc));
   }
   auto response = receive(timeout);
   if (response || response.error().code != ETIME) return response;
@@ -69,7 +64,7 @@ Result<void> TctiDriver::set_locality(std::uint8_t locality) {
   TSS2_RC rc = Tss2_Tcti_SetLocality(context_, locality);
   if (rc == TSS2_RC_SUCCESS) return {};
   if ((rc & 0xFFFF) == TSS2_BASE_RC_NOT_IMPLEMENTED) return make_error(EOPNOTSUPP, "TCTI has no localities");
-  return make_error(EIO, "TCTI set_locality(" + std::to_string(locality) + ") failed: " + rc_text(rc));
+  return make_error(EIO, "TCTI set_locality(" + std::to_string(locality) + ") failed: " + tpm::rc_name(rc));
 }
 
 }  // namespace tpmrmd::chip

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "chip/registers/poll_backoff.h"
+#include "tpm/endian.h"
 
 namespace tpmrmd::chip {
 namespace {
@@ -21,11 +22,6 @@ std::string hex(std::uint64_t v) {
   std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
   return buf;
 }
-
-std::uint32_t be32(const std::uint8_t* p) {
-  return std::uint32_t{p[0]} << 24 | std::uint32_t{p[1]} << 16 | std::uint32_t{p[2]} << 8 | p[3];
-}
-
 
 }  // namespace
 
@@ -150,7 +146,7 @@ Result<Bytes> CrbDriver::read_response() {
   std::uint32_t expected = 0;
   for (int attempt = 0; attempt < 2; ++attempt) {
     bus_->read_block(rsp_offset_, header);
-    expected = be32(&header[2]);
+    expected = tpm::load_u32(header, 2);
     if (expected >= 10 && expected <= rsp_size_) break;
     if (attempt == 0) ++counters_.header_rereads;
     else

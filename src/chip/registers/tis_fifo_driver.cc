@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "chip/registers/poll_backoff.h"
+#include "tpm/endian.h"
 
 namespace tpmrmd::chip {
 namespace {
@@ -29,11 +30,6 @@ std::string hex(std::uint32_t v, int width = 2) {
 // The single retry table (P-1): an Expect mismatch (EIO) and, on devices flagged for it, an stsValid timeout
 // (EAGAIN) make the send start over; nothing else does.
 bool send_retryable(int code) { return code == EIO || code == EAGAIN; }
-
-
-std::uint32_t be32(const std::uint8_t* p) {
-  return std::uint32_t{p[0]} << 24 | std::uint32_t{p[1]} << 16 | std::uint32_t{p[2]} << 8 | p[3];
-}
 
 }  // namespace
 
@@ -242,7 +238,7 @@ Result<Bytes> TisFifoDriver::recv_data() {
   Bytes out;
   out.reserve(256);
   if (auto r = read_chunk(out, 10); !r) return r.error();
-  const std::uint32_t expected = be32(&out[2]);
+  const std::uint32_t expected = tpm::load_u32(out, 2);
   if (expected < 10 || expected > options_.max_response) {
     return make_error(EIO, "response header announces " + std::to_string(expected) + " bytes (10.." +
                                std::to_string(options_.max_response) + ")");
