@@ -822,6 +822,7 @@ FakeTpm::Reply FakeTpm::flush_context(Reader& in) {
 FakeTpm::Reply FakeTpm::context_save(TPM2_HANDLE handle) {
   TPMS_CONTEXT ctx{};
   Writer payload;
+  Session* saved = nullptr;  // a saved session leaves the TPM's memory
   if (is_transient(handle)) {
     const Object& o = objects_.at(handle);
     ctx.sequence = object_counter_++;
@@ -835,17 +836,21 @@ FakeTpm::Reply FakeTpm::context_save(TPM2_HANDLE handle) {
     // would leave the oldest saved session unloadable.
     const auto oldest = oldest_saved_sequence();
     if (oldest && session_counter_ - *oldest > options_.context_gap_max) return TPM2_RC_CONTEXT_GAP;
-    ctx.sequence = session_counter_++;
+    ctx.sequence = session_counter_;
     ctx.savedHandle = handle;
     ctx.hierarchy = TPM2_RH_NULL;
     payload.u8(kBlobSession).u64(s.serial).u8(s.type).tpm2b(s.digest);
-    s.loaded = false;
-    s.sequence = ctx.sequence;
+    saved = &s;
   }
   Writer checked;
   checked.u64(ctx.sequence).u32(ctx.savedHandle).u32(ctx.hierarchy).bytes(payload.view());
   payload.u64(mac(checked.view()));
   const Bytes& blob = payload.view();
+  if (blob.size() > sizeof ctx.contextBlob.buffer) return TPM2_RC_FAILURE;
+  if (saved) {
+    saved->loaded = false;
+    saved->sequence = session_counter_++;
+  }
   ctx.contextBlob.size = static_cast<std::uint16_t>(blob.size());
   std::copy(blob.begin(), blob.end(), ctx.contextBlob.buffer);
   return Reply(std::nullopt, Writer().mu(ctx, Tss2_MU_TPMS_CONTEXT_Marshal).take());

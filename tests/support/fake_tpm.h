@@ -24,8 +24,8 @@ struct FakeTpmOptions {
   std::uint32_t session_slots = 3;          // loaded sessions
   std::uint32_t active_sessions_max = 64;   // loaded + saved sessions
   std::uint32_t context_gap_max = 0xFFFF;   // session saves allowed past the oldest saved session
-  std::uint32_t max_command_size = 4096;
-  std::uint32_t max_response_size = 4096;
+  std::uint32_t max_command_size = 4096;   // larger commands get COMMAND_SIZE
+  std::uint32_t max_response_size = 4096;  // GetCapability pages its answers to fit
   // What info() and GetCapability claim, when a test wants the RM's estimate to be wrong.
   std::optional<std::uint32_t> reported_object_slots;
   std::optional<std::uint32_t> reported_session_slots;

@@ -2,6 +2,7 @@
 // the fake's own view of what is loaded as the witness. No chip layer is linked.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <memory>
@@ -116,6 +117,23 @@ TEST_F(FakeRmTest, EvictionNeverPicksAnObjectTheCommandNames) {
   const auto loads = tpm_->commands(TPM2_CC_ContextLoad);
   ok(c, certify(keys[3].first, keys[3].first));
   EXPECT_EQ(tpm_->commands(TPM2_CC_ContextLoad), loads + 1);
+}
+
+TEST_F(FakeRmTest, EvictionNeverPicksASessionTheCommandNames) {
+  ConnectionId a = open(), b = open();
+  TPM2_HANDLE s0 = make_session(a);
+  TPM2_HANDLE s1 = make_session(a);
+  TPM2_HANDLE s2 = make_session(b);
+  TPM2_HANDLE s3 = make_session(b);  // evicts s0
+  ASSERT_EQ(tpm_->saved_sessions(), (std::vector<TPM2_HANDLE>{s0}));
+  // s1 is the least recently used loaded session, but this command names it (in the authorization area).
+  ok(a, get_random(8, {Auth{s0, TPMA_SESSION_CONTINUESESSION}, Auth{s1, TPMA_SESSION_CONTINUESESSION}}));
+  EXPECT_EQ(tpm_->saved_sessions(), (std::vector<TPM2_HANDLE>{s2}));
+  ok(b, get_random(8, {Auth{s2, TPMA_SESSION_CONTINUESESSION}, Auth{s3, TPMA_SESSION_CONTINUESESSION}}));
+  auto loaded = tpm_->loaded_sessions();
+  EXPECT_EQ(tpm_->saved_sessions().size(), 1u);
+  EXPECT_NE(std::find(loaded.begin(), loaded.end(), s2), loaded.end());
+  EXPECT_NE(std::find(loaded.begin(), loaded.end(), s3), loaded.end());
 }
 
 TEST_F(FakeRmTest, ReusedKeyCostsOneTpmCommandPerClientCommand) {
@@ -292,6 +310,14 @@ TEST_F(FakeRmGapTest, ProactiveRegapKeepsIdleSessionsAliveWithoutTheTpmEverSayin
   EXPECT_GT(tpm_->session_context_counter() - sessions_before, 600u);  // far more saves than the gap
   EXPECT_GE(rm_->counters().regaps, 2u * (600 / 40));
   EXPECT_EQ(w.gap_answers, 0u);
+}
+
+TEST_F(FakeRmGapTest, ReactiveRegapAloneRecoversWhenTheGapSurfacesOnALoad) {
+  // Without the proactive margin the TPM does say CONTEXT_GAP: on the load that would take the last slot the
+  // oldest saved session needs. The RM re-gaps and retries the load.
+  GapWorkload w = run_workload(/*gap=*/40, /*margin=*/0, /*commands=*/600);
+  EXPECT_GT(w.gap_answers, 0u);
+  EXPECT_GE(rm_->counters().regaps, 2u);
 }
 
 // Proactive re-gapping off: the TPM's CONTEXT_GAP is the only signal. A client cycles its session through
