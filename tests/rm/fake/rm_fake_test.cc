@@ -1,0 +1,605 @@
+// The RM on the fake TPM: the swtpm suites' behaviours in milliseconds, through the RM's public API only, with
+// the fake's own view of what is loaded as the witness. No chip layer is linked.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <memory>
+#include <set>
+#include <thread>
+
+#include "rm/resource_manager.h"
+#include "rm/worker_dispatcher.h"
+#include "support/fake_tpm.h"
+#include "support/tpm_commands.h"
+
+namespace tpmrmd::testing {
+namespace {
+
+const bool kQuietMu = (setenv("TSS2_LOG", "all+NONE", 0), true);
+
+using rm::ConnectionId;
+
+constexpr TPM2_HANDLE kV0 = 0x80000000u;  // first virtual handle of every connection
+
+Bytes certify(TPM2_HANDLE object, TPM2_HANDLE signer) {
+  return build_command(TPM2_CC_Certify, {object, signer}, {Auth{}, Auth{}}, from_hex("0000 0010"));
+}
+Bytes policy_auth_value(TPM2_HANDLE session) {
+  return build_command(TPM2_CC_PolicyAuthValue, {session}, {}, {});
+}
+
+class FakeRmTest : public ::testing::Test {
+ protected:
+  void SetUp() override { reset({}, {}); }
+
+  void reset(FakeTpmOptions tpm_options, rm::RmOptions options) {
+    rm_.reset();
+    tpm_ = std::make_unique<FakeTpm>(tpm_options);
+    rm_ = std::make_unique<rm::ResourceManager>(*tpm_, options);
+  }
+
+  ConnectionId open() {
+    auto id = rm_->open(rm::ClientInfo{0, 0, 0, "test"});
+    EXPECT_TRUE(id);
+    return id ? *id : 0;
+  }
+  Bytes run(ConnectionId id, const Bytes& command) {
+    auto r = rm_->execute(id, command);
+    EXPECT_TRUE(r) << describe(r.error()) << " for " << to_hex(command);
+    return r ? *r : Bytes{};
+  }
+  Bytes ok(ConnectionId id, const Bytes& command) {
+    Bytes r = run(id, command);
+    EXPECT_EQ(rc_of(r), TPM2_RC_SUCCESS) << "command " << to_hex(command) << " -> " << to_hex(r);
+    return r;
+  }
+  int errno_of(ConnectionId id, const Bytes& command) {
+    auto r = rm_->execute(id, command);
+    return r ? 0 : r.error().code;
+  }
+  // The object a virtual handle reaches, as the TPM names it.
+  std::uint64_t serial(ConnectionId id, TPM2_HANDLE vh) {
+    auto s = FakeTpm::serial_in_read_public(ok(id, read_public(vh)));
+    EXPECT_TRUE(s);
+    return s.value_or(0);
+  }
+  // A new key and its serial (read right away, so the LRU order is the creation order).
+  std::pair<TPM2_HANDLE, std::uint64_t> make_key(ConnectionId id, std::uint8_t unique = 0) {
+    TPM2_HANDLE vh = handle_of(ok(id, create_primary(TPM2_RH_OWNER, unique)));
+    return {vh, serial(id, vh)};
+  }
+  TPM2_HANDLE make_session(ConnectionId id) { return handle_of(ok(id, start_auth_session(TPM2_SE_POLICY))); }
+  std::set<std::uint64_t> loaded_serials() const {
+    std::set<std::uint64_t> out;
+    for (TPM2_HANDLE h : tpm_->loaded_objects()) out.insert(*tpm_->object_serial(h));
+    return out;
+  }
+
+  void reactive_workload(bool with_idle);
+
+  std::unique_ptr<FakeTpm> tpm_;
+  std::unique_ptr<rm::ResourceManager> rm_;
+};
+
+TEST_F(FakeRmTest, EvictionPicksTheLeastRecentlyUsedObjectOfAnyConnection) {
+  ConnectionId a = open(), b = open();
+  auto [a0, a0_serial] = make_key(a, 1);
+  auto [a1, a1_serial] = make_key(a, 2);
+  auto [b0, b0_serial] = make_key(b, 3);
+  EXPECT_EQ(a0, kV0);
+  EXPECT_EQ(b0, kV0);
+  EXPECT_EQ(serial(a, a0), a0_serial);  // a0 is now the most recent; a1 the least
+  auto [b1, b1_serial] = make_key(b, 4);
+  EXPECT_EQ(loaded_serials(), (std::set<std::uint64_t>{a0_serial, b0_serial, b1_serial}));
+  // Every handle still reaches its own object, whoever was evicted.
+  EXPECT_EQ(serial(a, a1), a1_serial);
+  EXPECT_EQ(serial(b, b1), b1_serial);
+  EXPECT_EQ(serial(b, b0), b0_serial);
+  EXPECT_EQ(serial(a, a0), a0_serial);
+  EXPECT_LE(tpm_->loaded_objects().size(), 3u);
+}
+
+TEST_F(FakeRmTest, EvictionNeverPicksAnObjectTheCommandNames) {
+  ConnectionId c = open();
+  std::vector<std::pair<TPM2_HANDLE, std::uint64_t>> keys;
+  for (std::uint8_t i = 0; i < 4; ++i) keys.push_back(make_key(c, i));
+  // Loaded: k1 k2 k3, k1 least recently used. Certify(k0, k1) must load k0 without evicting k1.
+  ASSERT_EQ(loaded_serials(), (std::set<std::uint64_t>{keys[1].second, keys[2].second, keys[3].second}));
+  Bytes cert = ok(c, certify(keys[0].first, keys[1].first));
+  ASSERT_GE(cert.size(), 32u);
+  EXPECT_EQ(cert[23], keys[0].second);  // the fake's attestation names both objects it reached
+  EXPECT_EQ(cert[31], keys[1].second);
+  EXPECT_EQ(loaded_serials(), (std::set<std::uint64_t>{keys[0].second, keys[1].second, keys[3].second}));
+  // The same transient twice is one physical object: one load, not two.
+  ok(c, read_public(keys[2].first));  // evicts k3 (k0, k1 were just used)
+  const auto loads = tpm_->commands(TPM2_CC_ContextLoad);
+  ok(c, certify(keys[3].first, keys[3].first));
+  EXPECT_EQ(tpm_->commands(TPM2_CC_ContextLoad), loads + 1);
+}
+
+TEST_F(FakeRmTest, EvictionNeverPicksASessionTheCommandNames) {
+  ConnectionId a = open(), b = open();
+  TPM2_HANDLE s0 = make_session(a);
+  TPM2_HANDLE s1 = make_session(a);
+  TPM2_HANDLE s2 = make_session(b);
+  TPM2_HANDLE s3 = make_session(b);  // evicts s0
+  ASSERT_EQ(tpm_->saved_sessions(), (std::vector<TPM2_HANDLE>{s0}));
+  // s1 is the least recently used loaded session, but this command names it (in the authorization area).
+  ok(a, get_random(8, {Auth{s0, TPMA_SESSION_CONTINUESESSION}, Auth{s1, TPMA_SESSION_CONTINUESESSION}}));
+  EXPECT_EQ(tpm_->saved_sessions(), (std::vector<TPM2_HANDLE>{s2}));
+  ok(b, get_random(8, {Auth{s2, TPMA_SESSION_CONTINUESESSION}, Auth{s3, TPMA_SESSION_CONTINUESESSION}}));
+  auto loaded = tpm_->loaded_sessions();
+  EXPECT_EQ(tpm_->saved_sessions().size(), 1u);
+  EXPECT_NE(std::find(loaded.begin(), loaded.end(), s2), loaded.end());
+  EXPECT_NE(std::find(loaded.begin(), loaded.end(), s3), loaded.end());
+}
+
+TEST_F(FakeRmTest, ReusedKeyCostsOneTpmCommandPerClientCommand) {
+  ConnectionId c = open();
+  auto [k, k_serial] = make_key(c);
+  const auto before = tpm_->commands();
+  const auto counters = rm_->counters();
+  for (int i = 0; i < 100; ++i) ok(c, read_public(k));
+  EXPECT_EQ(tpm_->commands() - before, 100u);
+  EXPECT_EQ(tpm_->commands(TPM2_CC_ReadPublic), 101u);
+  const auto after = rm_->counters();
+  EXPECT_EQ(after.context_loads, counters.context_loads);
+  EXPECT_EQ(after.context_saves, counters.context_saves);
+  EXPECT_EQ(after.flushes, counters.flushes);
+}
+
+TEST_F(FakeRmTest, CommandsLoadOnlyWhatTheyName) {
+  ConnectionId c = open(), other = open();
+  for (std::uint8_t i = 0; i < 3; ++i) make_key(c, i);
+  for (int i = 0; i < 3; ++i) make_session(c);
+  for (std::uint8_t i = 0; i < 3; ++i) make_key(other, static_cast<std::uint8_t>(20 + i));
+  for (int i = 0; i < 3; ++i) make_session(other);
+  const auto before = tpm_->commands();
+  ok(c, get_random(16));
+  EXPECT_EQ(tpm_->commands() - before, 1u);
+}
+
+TEST_F(FakeRmTest, ObjectMemoryFromTheTpmIsHandledByEvictionWhenTheSlotEstimateIsWrong) {
+  FakeTpmOptions tpm_options;
+  tpm_options.object_slots = 2;
+  tpm_options.reported_object_slots = 3;
+  reset(tpm_options, {});
+  ConnectionId a = open(), b = open();
+  auto k0 = make_key(a, 0);
+  auto k1 = make_key(b, 1);
+  const auto creates = tpm_->commands(TPM2_CC_CreatePrimary);
+  auto k2 = make_key(a, 2);  // the RM thinks a slot is free; the TPM says OBJECT_MEMORY
+  EXPECT_EQ(tpm_->commands(TPM2_CC_CreatePrimary), creates + 2);
+  EXPECT_EQ(loaded_serials(), (std::set<std::uint64_t>{k1.second, k2.second}));  // k0 was the LRU
+  for (int round = 0; round < 3; ++round) {
+    EXPECT_EQ(serial(a, k0.first), k0.second);
+    EXPECT_EQ(serial(b, k1.first), k1.second);
+    EXPECT_EQ(serial(a, k2.first), k2.second);
+  }
+}
+
+TEST_F(FakeRmTest, ObjectHandlesFromTheTpmIsHandledLikeObjectMemory) {
+  FakeTpmOptions tpm_options;
+  tpm_options.object_slots = 1;
+  tpm_options.reported_object_slots = 3;
+  tpm_options.objects_full_is_object_handles = true;
+  reset(tpm_options, {});
+  ConnectionId c = open();
+  auto k0 = make_key(c, 0);
+  auto k1 = make_key(c, 1);
+  ok(c, hash_sequence_start());
+  EXPECT_EQ(serial(c, k0.first), k0.second);
+  EXPECT_EQ(serial(c, k1.first), k1.second);
+  EXPECT_EQ(tpm_->loaded_objects().size(), 1u);
+}
+
+TEST_F(FakeRmTest, SessionMemoryFromTheTpmIsHandledByEvictionWhenTheSlotEstimateIsWrong) {
+  FakeTpmOptions tpm_options;
+  tpm_options.session_slots = 2;
+  tpm_options.reported_session_slots = 3;
+  reset(tpm_options, {});
+  ConnectionId a = open(), b = open();
+  TPM2_HANDLE s0 = make_session(a);
+  ok(a, policy_auth_value(s0));
+  Bytes d0 = ok(a, policy_get_digest(s0));
+  TPM2_HANDLE s1 = make_session(b);
+  const auto starts = tpm_->commands(TPM2_CC_StartAuthSession);
+  TPM2_HANDLE s2 = make_session(a);
+  EXPECT_EQ(tpm_->commands(TPM2_CC_StartAuthSession), starts + 2);  // SESSION_MEMORY, evict, retry
+  EXPECT_EQ(tpm_->saved_sessions(), (std::vector<TPM2_HANDLE>{s0}));
+  // Using the saved one needs a slot too: the TPM refuses the load, the RM evicts and retries.
+  EXPECT_EQ(ok(a, policy_get_digest(s0)), d0);
+  ok(b, policy_get_digest(s1));
+  ok(a, policy_get_digest(s2));
+  EXPECT_EQ(ok(a, policy_get_digest(s0)), d0);
+  EXPECT_LE(tpm_->loaded_sessions().size(), 2u);
+}
+
+TEST_F(FakeRmTest, SessionHandlesFromTheTpmFlushesTheOldestAbandonedSession) {
+  FakeTpmOptions tpm_options;
+  tpm_options.active_sessions_max = 3;
+  reset(tpm_options, {});
+  ConnectionId a = open();
+  TPM2_HANDLE old_session = make_session(a);
+  Bytes old_token = body_of(ok(a, context_save(old_session)));
+  TPM2_HANDLE young_session = make_session(a);
+  ok(a, policy_auth_value(young_session));
+  Bytes young_digest = ok(a, policy_get_digest(young_session));
+  Bytes young_token = body_of(ok(a, context_save(young_session)));
+  rm_->close(a);
+  ASSERT_EQ(tpm_->saved_sessions().size(), 2u);  // both abandoned sessions are kept in the TPM
+
+  ConnectionId b = open();
+  make_session(b);
+  const auto starts = tpm_->commands(TPM2_CC_StartAuthSession);
+  make_session(b);  // no active-session slot left: the TPM says SESSION_HANDLES
+  EXPECT_EQ(tpm_->commands(TPM2_CC_StartAuthSession), starts + 2);
+  EXPECT_EQ(tpm_->saved_sessions(), (std::vector<TPM2_HANDLE>{young_session}));
+
+  ConnectionId c = open();
+  EXPECT_NE(rc_of(run(c, context_load(old_token))), TPM2_RC_SUCCESS);
+  EXPECT_EQ(handle_of(ok(c, context_load(young_token))), young_session);
+  EXPECT_EQ(ok(c, policy_get_digest(young_session)), young_digest);
+}
+
+// Four busy sessions on three slots (every command saves one session), an idle live session and a
+// client-saved session of a closed connection, on a TPM with a small gap.
+struct GapWorkload {
+  TPM2_HANDLE idle = 0;
+  Bytes idle_digest;
+  TPM2_HANDLE handed = 0;
+  Bytes handed_digest;
+  Bytes token;
+  std::uint64_t gap_answers = 0;
+};
+
+class FakeRmGapTest : public FakeRmTest {
+ protected:
+  GapWorkload run_workload(std::uint32_t gap, std::uint32_t margin, int commands) {
+    FakeTpmOptions tpm_options;
+    tpm_options.context_gap_max = gap;
+    rm::RmOptions options;
+    options.regap_margin = margin;
+    reset(tpm_options, options);
+    auto gap_answers = std::make_shared<std::uint64_t>(0);
+    tpm_->set_response_hook([gap_answers](ByteSpan, Bytes response) -> Result<Bytes> {
+      if (rc_of(response) == TPM2_RC_CONTEXT_GAP) ++*gap_answers;
+      return response;
+    });
+    GapWorkload w;
+    ConnectionId idle = open();
+    w.idle = make_session(idle);
+    ok(idle, policy_auth_value(w.idle));
+    w.idle_digest = ok(idle, policy_get_digest(w.idle));
+    ConnectionId saver = open();
+    w.handed = make_session(saver);
+    ok(saver, policy_auth_value(w.handed));
+    ok(saver, policy_auth_value(w.handed));
+    w.handed_digest = ok(saver, policy_get_digest(w.handed));
+    w.token = body_of(ok(saver, context_save(w.handed)));
+    rm_->close(saver);
+
+    ConnectionId b = open(), c = open();
+    std::vector<std::pair<ConnectionId, TPM2_HANDLE>> busy;
+    for (ConnectionId x : {b, c}) {
+      busy.emplace_back(x, make_session(x));
+      busy.emplace_back(x, make_session(x));
+    }
+    for (int i = 0; i < commands; ++i) {
+      const auto& [conn, s] = busy[static_cast<std::size_t>(i) % busy.size()];
+      auto r = rm_->execute(conn, policy_get_digest(s));
+      EXPECT_TRUE(r) << "command " << i << ": " << describe(r.error());
+      if (!r) break;
+      EXPECT_EQ(rc_of(*r), TPM2_RC_SUCCESS) << "command " << i;
+      if (rc_of(*r) != TPM2_RC_SUCCESS) break;
+    }
+    w.gap_answers = *gap_answers;
+    EXPECT_EQ(ok(idle, policy_get_digest(w.idle)), w.idle_digest);
+    ConnectionId later = open();
+    EXPECT_EQ(handle_of(ok(later, context_load(w.token))), w.handed);
+    EXPECT_EQ(ok(later, policy_get_digest(w.handed)), w.handed_digest);
+    return w;
+  }
+};
+
+TEST_F(FakeRmGapTest, ProactiveRegapKeepsIdleSessionsAliveWithoutTheTpmEverSayingGap) {
+  const auto sessions_before = tpm_->session_context_counter();
+  GapWorkload w = run_workload(/*gap=*/40, /*margin=*/8, /*commands=*/600);
+  EXPECT_GT(tpm_->session_context_counter() - sessions_before, 600u);  // far more saves than the gap
+  EXPECT_GE(rm_->counters().regaps, 2u * (600 / 40));
+  EXPECT_EQ(w.gap_answers, 0u);
+}
+
+TEST_F(FakeRmGapTest, ReactiveRegapAloneRecoversWhenTheGapSurfacesOnALoad) {
+  // Without the proactive margin the TPM does say CONTEXT_GAP: on the load that would take the last slot the
+  // oldest saved session needs. The RM re-gaps and retries the load.
+  GapWorkload w = run_workload(/*gap=*/40, /*margin=*/0, /*commands=*/600);
+  EXPECT_GT(w.gap_answers, 0u);
+  EXPECT_GE(rm_->counters().regaps, 2u);
+}
+
+// Proactive re-gapping off: the TPM's CONTEXT_GAP is the only signal. A client cycles its session through
+// ContextSave (which reaches the TPM) while a client-saved session of a closed connection sits saved, and
+// optionally an idle live session the RM evicted.
+void FakeRmTest::reactive_workload(bool with_idle) {
+  FakeTpmOptions tpm_options;
+  tpm_options.context_gap_max = 20;
+  rm::RmOptions options;
+  options.regap_margin = 0;
+  reset(tpm_options, options);
+  std::uint64_t gap_answers = 0;
+  tpm_->set_response_hook([&gap_answers](ByteSpan, Bytes response) -> Result<Bytes> {
+    if (rc_of(response) == TPM2_RC_CONTEXT_GAP) ++gap_answers;
+    return response;
+  });
+  ConnectionId saver = open();
+  TPM2_HANDLE handed = make_session(saver);
+  ok(saver, policy_auth_value(handed));
+  Bytes handed_digest = ok(saver, policy_get_digest(handed));
+  Bytes token = body_of(ok(saver, context_save(handed)));
+  rm_->close(saver);
+  ConnectionId a = open();
+  TPM2_HANDLE idle = 0;
+  Bytes idle_digest;
+  if (with_idle) {
+    idle = make_session(a);
+    idle_digest = ok(a, policy_get_digest(idle));
+  }
+  ConnectionId b = open();
+  TPM2_HANDLE s = make_session(b);
+  if (with_idle) {
+    TPM2_HANDLE t = make_session(b), u = make_session(b);  // pushes idle out of the TPM
+    ok(b, flush_context(t));
+    ok(b, flush_context(u));
+  }
+  ASSERT_EQ(tpm_->saved_sessions().size(), with_idle ? 2u : 1u);
+
+  for (int i = 0; i < 100; ++i) {
+    Bytes saved = run(b, context_save(s));
+    ASSERT_EQ(rc_of(saved), TPM2_RC_SUCCESS) << "iteration " << i;
+    ASSERT_EQ(handle_of(ok(b, context_load(body_of(saved)))), s);
+    ASSERT_EQ(rc_of(run(b, policy_get_digest(s))), TPM2_RC_SUCCESS) << "iteration " << i;
+  }
+  EXPECT_GT(gap_answers, 0u);
+  EXPECT_GE(rm_->counters().regaps, 3u);
+  if (with_idle) {
+    EXPECT_EQ(ok(a, policy_get_digest(idle)), idle_digest);
+  }
+  ConnectionId later = open();
+  EXPECT_EQ(handle_of(ok(later, context_load(token))), handed);
+  EXPECT_EQ(ok(later, policy_get_digest(handed)), handed_digest);
+}
+
+TEST_F(FakeRmTest, ReactiveRegapRecoversFromContextGapOnAClientSave) { reactive_workload(false); }
+
+// RM BUG (kept, skipped): a client ContextSave that meets CONTEXT_GAP gets one re-gap and one retry. With two
+// saved sessions of adjacent sequence numbers, re-gapping the oldest leaves the second one at the limit, the
+// retry meets CONTEXT_GAP again and the client receives it (iteration 19), although the RM tells clients
+// CONTEXT_GAP_MAX is unlimited. The client-save path should re-gap until the save succeeds (bounded by the
+// number of saved sessions), as the load path does.
+TEST_F(FakeRmTest, ReactiveRegapRecoversWithTwoSavedSessionsOfAdjacentSequence) {
+  GTEST_SKIP() << "RM bug: a client ContextSave re-gaps only once, so a second stranded session's "
+                  "CONTEXT_GAP reaches the client";
+  reactive_workload(true);
+}
+
+TEST_F(FakeRmTest, QuotaRefusalsAreRmLayerCodesBeforeTheTpm) {
+  rm::RmOptions options;
+  options.max_objects_per_connection = 2;
+  options.max_sessions_per_connection = 1;
+  reset({}, options);
+  ConnectionId c = open();
+  auto k = make_key(c, 1);
+  make_key(c, 2);
+  TPM2_HANDLE s = make_session(c);
+  Bytes blob = body_of(ok(c, context_save(k.first)));
+  const auto before = tpm_->commands();
+  EXPECT_EQ(to_hex(run(c, create_primary(TPM2_RH_OWNER, 3))), "80010000000a000b0902");
+  EXPECT_EQ(to_hex(run(c, hash_sequence_start())), "80010000000a000b0902");
+  EXPECT_EQ(to_hex(run(c, context_load(blob))), "80010000000a000b0902");
+  EXPECT_EQ(to_hex(run(c, start_auth_session(TPM2_SE_HMAC))), "80010000000a000b0903");
+  EXPECT_EQ(tpm_->commands(), before);
+  EXPECT_EQ(rm_->counters().refusals, 4u);
+  EXPECT_EQ(serial(c, k.first), k.second);
+  ok(c, policy_get_digest(s));
+  // Another connection has its own quota.
+  ConnectionId d = open();
+  make_key(d, 4);
+  make_session(d);
+}
+
+TEST_F(FakeRmTest, ClientSavedSessionSurvivesCloseAndLoadsInAnotherConnection) {
+  ConnectionId a = open();
+  TPM2_HANDLE s = make_session(a);
+  ok(a, policy_auth_value(s));
+  Bytes digest = ok(a, policy_get_digest(s));
+  Bytes token = body_of(ok(a, context_save(s)));
+  const auto tpm_serial = tpm_->session_serial(s);
+  ASSERT_TRUE(tpm_serial);
+  EXPECT_EQ(errno_of(a, policy_get_digest(s)), EINVAL);  // saved: not usable by handle
+  rm_->close(a);
+  EXPECT_EQ(tpm_->saved_sessions(), (std::vector<TPM2_HANDLE>{s}));
+  EXPECT_TRUE(tpm_->loaded_objects().empty());
+
+  ConnectionId b = open(), c = open();
+  EXPECT_EQ(errno_of(c, policy_get_digest(s)), EINVAL);  // nobody owns it
+  EXPECT_EQ(handle_of(ok(b, context_load(token))), s);
+  EXPECT_EQ(ok(b, policy_get_digest(s)), digest);
+  EXPECT_EQ(errno_of(c, policy_get_digest(s)), EINVAL);  // b's now
+  EXPECT_EQ(tpm_->session_serial(s), tpm_serial);  // the very session, not a new one
+  ok(b, flush_context(s));
+  EXPECT_TRUE(tpm_->loaded_sessions().empty());
+  EXPECT_TRUE(tpm_->saved_sessions().empty());
+}
+
+TEST_F(FakeRmTest, AbandonedSessionsAreBoundedOldestFlushedFirst) {
+  rm::RmOptions options;
+  options.max_abandoned_sessions = 2;
+  reset({}, options);
+  std::vector<Bytes> tokens;
+  std::vector<TPM2_HANDLE> handles;
+  for (int i = 0; i < 3; ++i) {
+    ConnectionId c = open();
+    handles.push_back(make_session(c));
+    tokens.push_back(body_of(ok(c, context_save(handles.back()))));
+    rm_->close(c);
+  }
+  EXPECT_EQ(tpm_->saved_sessions(), (std::vector<TPM2_HANDLE>{handles[1], handles[2]}));
+  ConnectionId d = open();
+  EXPECT_NE(rc_of(run(d, context_load(tokens[0]))), TPM2_RC_SUCCESS);
+  EXPECT_EQ(handle_of(ok(d, context_load(tokens[1]))), handles[1]);
+  EXPECT_EQ(handle_of(ok(d, context_load(tokens[2]))), handles[2]);
+  // Shutdown flushes what is left, abandoned or not.
+  ConnectionId e = open();
+  Bytes kept = body_of(ok(e, context_save(make_session(e))));
+  rm_->close(e);
+  ASSERT_FALSE(tpm_->saved_sessions().empty());
+  rm_->shutdown();
+  EXPECT_TRUE(tpm_->saved_sessions().empty());
+  EXPECT_TRUE(tpm_->loaded_sessions().empty());
+}
+
+TEST_F(FakeRmTest, ClosingConnectionsLeavesNothingInTheTpm) {
+  std::vector<ConnectionId> conns;
+  for (int i = 0; i < 3; ++i) {
+    ConnectionId c = open();
+    conns.push_back(c);
+    for (std::uint8_t k = 0; k < 3; ++k) make_key(c, static_cast<std::uint8_t>(i * 8 + k));
+    make_session(c);
+    make_session(c);
+    ok(c, hash_sequence_start());
+  }
+  EXPECT_FALSE(tpm_->loaded_objects().empty());
+  EXPECT_FALSE(tpm_->loaded_sessions().empty());
+  EXPECT_FALSE(tpm_->saved_sessions().empty());  // some were evicted along the way
+  rm_->close(conns[0]);
+  rm_->close(conns[1]);
+  EXPECT_EQ(rm_->counters().per_connection[conns[2]].objects, 4u);
+  rm_->close(conns[2]);
+  EXPECT_TRUE(tpm_->loaded_objects().empty());
+  EXPECT_TRUE(tpm_->loaded_sessions().empty());
+  EXPECT_TRUE(tpm_->saved_sessions().empty());
+}
+
+TEST_F(FakeRmTest, ConnectionsCannotNameEachOthersHandles) {
+  ConnectionId a = open(), b = open();
+  auto ka = make_key(a, 1);
+  TPM2_HANDLE sa = make_session(a);
+  TPM2_HANDLE ha = handle_of(ok(a, start_auth_session(TPM2_SE_HMAC)));
+  const auto before = tpm_->commands();
+  EXPECT_EQ(errno_of(b, read_public(ka.first)), EINVAL);  // b has no 0x80000000 yet
+  for (const Bytes& cmd : {policy_get_digest(sa), flush_context(sa), context_save(sa), flush_context(ka.first),
+                           get_random(8, {Auth{ha, TPMA_SESSION_CONTINUESESSION}}),
+                           get_random(8, {Auth{TPM2_RH_PW, 1}, Auth{sa, 1}})}) {
+    EXPECT_EQ(errno_of(b, cmd), EINVAL) << to_hex(cmd);
+  }
+  EXPECT_EQ(tpm_->commands(), before);
+  auto kb = make_key(b, 2);
+  EXPECT_EQ(kb.first, ka.first);  // the same virtual handle, a different object
+  EXPECT_NE(kb.second, ka.second);
+  EXPECT_EQ(serial(a, ka.first), ka.second);
+  ok(a, policy_get_digest(sa));
+}
+
+TEST_F(FakeRmTest, GetCapabilityHandlesShowsOnlyTheCallersHandles) {
+  ConnectionId a = open(), b = open();
+  for (std::uint8_t i = 0; i < 4; ++i) make_key(a, i);
+  ok(a, flush_context(kV0 + 1));
+  make_key(b, 9);
+  TPM2_HANDLE s1 = make_session(a), s2 = make_session(a);
+  ok(a, context_save(s2));
+  TPM2_HANDLE sb = make_session(b);
+  auto list = [&](ConnectionId c, TPM2_HANDLE from) {
+    auto l = parse_handles(ok(c, get_capability(TPM2_CAP_HANDLES, from, 20)));
+    EXPECT_TRUE(l);
+    return l ? l->handles : std::vector<TPM2_HANDLE>{};
+  };
+  EXPECT_EQ(list(a, kV0), (std::vector<TPM2_HANDLE>{kV0, kV0 + 2, kV0 + 3}));
+  EXPECT_EQ(list(b, kV0), (std::vector<TPM2_HANDLE>{kV0}));
+  EXPECT_EQ(list(a, TPM2_LOADED_SESSION_FIRST), (std::vector<TPM2_HANDLE>{s1}));
+  EXPECT_EQ(list(a, TPM2_ACTIVE_SESSION_FIRST), (std::vector<TPM2_HANDLE>{s2}));
+  EXPECT_EQ(list(b, TPM2_LOADED_SESSION_FIRST), (std::vector<TPM2_HANDLE>{sb}));
+  EXPECT_TRUE(list(b, TPM2_ACTIVE_SESSION_FIRST).empty());
+  EXPECT_FALSE(list(a, TPM2_PERMANENT_FIRST).empty());  // passes through to the TPM
+}
+
+TEST_F(FakeRmTest, PropertiesDescribeTheConnectionNotTheTpm) {
+  ConnectionId c = open();
+  make_key(c);
+  Bytes r = ok(c, get_capability(TPM2_CAP_TPM_PROPERTIES, TPM2_PT_FIXED, 200));
+  EXPECT_EQ(property_of(r, TPM2_PT_HR_TRANSIENT_MIN), 3u);
+  EXPECT_EQ(property_of(r, TPM2_PT_CONTEXT_GAP_MAX), 0xFFFFFFFFu);
+  r = ok(c, get_capability(TPM2_CAP_TPM_PROPERTIES, TPM2_PT_HR_TRANSIENT_AVAIL, 1));
+  EXPECT_EQ(property_of(r, TPM2_PT_HR_TRANSIENT_AVAIL), rm::RmOptions{}.max_objects_per_connection - 1);
+}
+
+TEST_F(FakeRmTest, ObjectWhoseContextNoLongerLoadsIsDeadButFlushable) {
+  ConnectionId c = open();
+  std::vector<std::pair<TPM2_HANDLE, std::uint64_t>> keys;
+  for (std::uint8_t i = 0; i < 4; ++i) keys.push_back(make_key(c, i));  // k0 is saved by the RM
+  tpm_->restart();  // every saved context is now unverifiable
+  EXPECT_EQ(errno_of(c, read_public(keys[0].first)), EINVAL);
+  EXPECT_EQ(errno_of(c, read_public(keys[0].first)), EINVAL);
+  ok(c, flush_context(keys[0].first));
+  EXPECT_EQ(errno_of(c, flush_context(keys[0].first)), EINVAL);
+  ok(c, get_random(4));
+}
+
+TEST_F(FakeRmTest, TransportFailuresArePassedOnAndTheRmKeepsWorking) {
+  ConnectionId c = open();
+  auto k = make_key(c);
+  tpm_->fail_next(ETIME);
+  EXPECT_EQ(errno_of(c, read_public(k.first)), ETIME);
+  EXPECT_EQ(serial(c, k.first), k.second);
+  tpm_->set_available(false);
+  EXPECT_EQ(errno_of(c, read_public(k.first)), ENODEV);
+  EXPECT_FALSE(rm_->open(rm::ClientInfo{}));
+  tpm_->set_available(true);
+  EXPECT_EQ(serial(c, k.first), k.second);
+}
+
+TEST_F(FakeRmTest, UnknownCommandCodeIsAnsweredWithoutTheTpm) {
+  ConnectionId c = open();
+  const auto before = tpm_->commands();
+  EXPECT_EQ(to_hex(run(c, from_hex("80010000000a000001fe"))), "80010000000a000b0143");
+  EXPECT_EQ(errno_of(c, from_hex("80010000000c0000017b00")), EINVAL);  // size disagrees with the buffer
+  EXPECT_EQ(tpm_->commands(), before);
+}
+
+TEST_F(FakeRmTest, DispatcherServesConnectionsOnSeveralThreads) {
+  rm_.reset();
+  rm::WorkerDispatcher dispatcher(*tpm_);
+  constexpr int kThreads = 4;
+  std::vector<std::thread> threads;
+  std::vector<int> failures(kThreads, 0);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      auto id = dispatcher.open(rm::ClientInfo{0, 0, 0, "thread"});
+      if (!id) {
+        ++failures[t];
+        return;
+      }
+      auto created = dispatcher.execute(*id, create_primary(TPM2_RH_OWNER, static_cast<std::uint8_t>(t)));
+      if (!created || rc_of(*created) != TPM2_RC_SUCCESS) {
+        ++failures[t];
+        return;
+      }
+      std::optional<std::uint64_t> first;
+      for (int i = 0; i < 50; ++i) {
+        auto r = dispatcher.execute(*id, read_public(handle_of(*created)));
+        auto s = r ? FakeTpm::serial_in_read_public(*r) : std::nullopt;
+        if (!s || (first && *s != *first)) ++failures[t];
+        if (!first) first = s;
+      }
+      dispatcher.close(*id);
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures, std::vector<int>(kThreads, 0));
+  EXPECT_GT(dispatcher.counters().evictions, 0u);  // four keys on three slots
+}
+
+}  // namespace
+}  // namespace tpmrmd::testing
