@@ -224,12 +224,15 @@ Result<Bytes> ResourceManager::save_session_for_client(const Plan& plan, ByteSpa
     s->client_token = s->context;
     return tpm::make_context_save_response(s->context);
   }
+  // Each re-gap frees the oldest saved session from the gap; several saved sessions can be stranded at once,
+  // so keep going while re-gapping makes progress, at most once per saved session.
   Result<Bytes> resp = make_error(EIO, "unreachable");
-  for (int attempt = 0; attempt < 2; ++attempt) {
+  const std::size_t bound = residency_.sessions().size() + 1;
+  for (std::size_t attempt = 0; attempt < bound; ++attempt) {
     resp = residency_.send(command, &Counters::client_commands);
     if (!resp) return resp.error();
     auto rc = tpm::response_code(*resp);
-    if (rc && *rc == TPM2_RC_CONTEXT_GAP && attempt == 0 && residency_.regap_oldest({h})) continue;
+    if (rc && *rc == TPM2_RC_CONTEXT_GAP && residency_.regap_oldest({h})) continue;
     break;
   }
   auto rc = tpm::response_code(*resp);
