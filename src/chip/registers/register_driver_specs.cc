@@ -71,28 +71,48 @@ Result<std::shared_ptr<RegisterBus>> make_emulated_bus(const BackendSpec& spec, 
 
 void set_emulated_bus_maker(EmulatedBusMaker maker) { emulated_bus_maker() = std::move(maker); }
 
+namespace {
+
+Result<std::shared_ptr<RegisterBus>> open_tis_mmio(const BackendSpec& spec, const RegisterSpec& r,
+                                                   TisFifoOptions& options) {
+  auto base = parse_number(spec, "mmio", r.keys.at("mmio"), 0xFFFFFFFFFFFFull);
+  if (!base) return base.error();
+  if (r.keys.count("locality")) {
+    auto l = parse_number(spec, "locality", r.keys.at("locality"), 4);
+    if (!l) return l.error();
+    options.locality = static_cast<std::uint8_t>(*l);
+  }
+  auto mmio = MmioBus::open(*base, tis_reg::kWindowSize);
+  if (!mmio) return mmio.error();
+  return std::shared_ptr<RegisterBus>(std::move(*mmio));
+}
+
+Result<std::shared_ptr<RegisterBus>> open_crb_mmio(const BackendSpec& spec, const RegisterSpec& r) {
+  auto base = parse_number(spec, "mmio", r.keys.at("mmio"), 0xFFFFFFFFFFFFull);
+  if (!base) return base.error();
+  std::uint32_t size = crb_reg::kWindowSize;
+  if (r.keys.count("size")) {
+    auto s = parse_number(spec, "size", r.keys.at("size"), 0x100000);
+    if (!s) return s.error();
+    if (*s < crb_reg::kDataBuffer + 10) {
+      return make_error(ERANGE, "size too small for a CRB window in '" + spec.text + "'");
+    }
+    size = static_cast<std::uint32_t>(*s);
+  }
+  auto mmio = MmioBus::open(*base, size);
+  if (!mmio) return mmio.error();
+  return std::shared_ptr<RegisterBus>(std::move(*mmio));
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Driver>> make_tis_driver(const BackendSpec& spec) {
   auto r = parse(spec, {"mmio", "locality"});
   if (!r) return r.error();
-  std::shared_ptr<RegisterBus> bus;
   TisFifoOptions options;
-  if (r->emulated) {
-    auto emulated = make_emulated_bus(spec, *r);
-    if (!emulated) return emulated.error();
-    bus = std::move(*emulated);
-  } else {
-    auto base = parse_number(spec, "mmio", r->keys.at("mmio"), 0xFFFFFFFFFFFFull);
-    if (!base) return base.error();
-    if (r->keys.count("locality")) {
-      auto l = parse_number(spec, "locality", r->keys.at("locality"), 4);
-      if (!l) return l.error();
-      options.locality = static_cast<std::uint8_t>(*l);
-    }
-    auto mmio = MmioBus::open(*base, tis_reg::kWindowSize);
-    if (!mmio) return mmio.error();
-    bus = std::move(*mmio);
-  }
-  auto driver = TisFifoDriver::open(std::move(bus), options);
+  auto bus = r->emulated ? make_emulated_bus(spec, *r) : open_tis_mmio(spec, *r, options);
+  if (!bus) return bus.error();
+  auto driver = TisFifoDriver::open(std::move(*bus), options);
   if (!driver) return driver.error();
   return std::unique_ptr<Driver>(std::move(*driver));
 }
@@ -100,26 +120,9 @@ Result<std::unique_ptr<Driver>> make_tis_driver(const BackendSpec& spec) {
 Result<std::unique_ptr<Driver>> make_crb_driver(const BackendSpec& spec) {
   auto r = parse(spec, {"mmio", "size"});
   if (!r) return r.error();
-  std::shared_ptr<RegisterBus> bus;
-  if (r->emulated) {
-    auto emulated = make_emulated_bus(spec, *r);
-    if (!emulated) return emulated.error();
-    bus = std::move(*emulated);
-  } else {
-    auto base = parse_number(spec, "mmio", r->keys.at("mmio"), 0xFFFFFFFFFFFFull);
-    if (!base) return base.error();
-    std::uint32_t size = crb_reg::kWindowSize;
-    if (r->keys.count("size")) {
-      auto s = parse_number(spec, "size", r->keys.at("size"), 0x100000);
-      if (!s) return s.error();
-      if (*s < crb_reg::kDataBuffer + 10) return make_error(ERANGE, "size too small for a CRB window in '" + spec.text + "'");
-      size = static_cast<std::uint32_t>(*s);
-    }
-    auto mmio = MmioBus::open(*base, size);
-    if (!mmio) return mmio.error();
-    bus = std::move(*mmio);
-  }
-  auto driver = CrbDriver::open(std::move(bus), {});
+  auto bus = r->emulated ? make_emulated_bus(spec, *r) : open_crb_mmio(spec, *r);
+  if (!bus) return bus.error();
+  auto driver = CrbDriver::open(std::move(*bus), {});
   if (!driver) return driver.error();
   return std::unique_ptr<Driver>(std::move(*driver));
 }
