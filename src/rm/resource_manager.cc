@@ -28,6 +28,8 @@ using tpm::response_code;
 namespace {
 
 constexpr TPM2_HANDLE kSequenceObjectMarker = 0x80000001u;  // savedHandle of a sequence object's context
+// What a TPM answers to a ContextLoad of a session context that was loaded already: TPM_RC_HANDLE, parameter 1.
+constexpr TPM2_RC kSecondContextLoad = TPM2_RC_HANDLE | TPM2_RC_P | TPM2_RC_1;
 
 }  // namespace
 
@@ -262,6 +264,14 @@ Result<Bytes> ResourceManager::load_for_client(Space& space, Plan& plan, ByteSpa
       s->client_token.reset();
       s->last_use = residency_.now();
       return tpm::make_context_load_response(*h);
+    }
+    if (sessions.find(header->saved_handle)) {
+      // A context of a session the RM manages that is no (longer a) token: claimed already, or an older save.
+      // Sent on, the TPM might load it (the RM may hold that very context) and hand the session to a second
+      // owner; a bare TPM refuses a second load of one saved context, and so does the RM.
+      return answer(space, RmError::answered(kSecondContextLoad,
+                                             fmt::format("session 0x{:08x} was already loaded from this context",
+                                                         header->saved_handle)));
     }
     plan.creates = Creates::kSession;
   } else {
