@@ -31,6 +31,17 @@ constexpr TPM2_HANDLE kSequenceObjectMarker = 0x80000001u;  // savedHandle of a 
 // What a TPM answers to a ContextLoad of a session context that was loaded already: TPM_RC_HANDLE, parameter 1.
 constexpr TPM2_RC kSecondContextLoad = TPM2_RC_HANDLE | TPM2_RC_P | TPM2_RC_1;
 
+// What goes to the TPM for `plan`. GetCapability(TPM_PROPERTIES) loses its sessions: the answer is rewritten
+// to the connection's view, which a response HMAC would forbid, and an audited raw answer would show the
+// TPM's own resource counts, which describe every connection (as the RM's answers to HANDLES, it comes back
+// without sessions).
+Bytes tpm_command(const Plan& plan, ByteSpan command) {
+  if (plan.rewrite_properties && plan.cmd.tag == TPM2_ST_SESSIONS) {
+    return tpm::build_command(TPM2_CC_GetCapability, {}, {}, command.subspan(plan.cmd.parameter_offset));
+  }
+  return Bytes(command.begin(), command.end());
+}
+
 }  // namespace
 
 ResourceManager::ResourceManager(TpmPort& tpm, RmOptions options)
@@ -97,7 +108,7 @@ Result<Bytes> ResourceManager::execute(ConnectionId id, ByteSpan command) {
 }
 
 Result<Bytes> ResourceManager::run(Space& space, const Plan& plan, ByteSpan command) {
-  Bytes out(command.begin(), command.end());
+  Bytes out = tpm_command(plan, command);
   const std::size_t bound = residency_.objects().size() + residency_.sessions().size() + 2;
   bool regapped = false;
   Bytes response;

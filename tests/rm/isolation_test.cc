@@ -1,9 +1,12 @@
-// A client-saved session's blob is a capability that can be claimed once: a second ContextLoad of the same
-// blob fails as it does on a bare TPM and never takes the session from the connection that claimed it.
+// What one connection can learn of or take from another beyond handles: a client-saved session's blob is a
+// capability that can be claimed once (a second ContextLoad of it fails as on a bare TPM and never takes the
+// session from the connection that claimed it), and the TPM properties that describe the RM's resources show
+// the caller's view whether or not the request carries an audit session.
 #include <gtest/gtest.h>
 
 #include "rm/handles.h"
 #include "rm_fixture.h"
+#include "tpm/header.h"
 
 namespace tpmrmd::testing {
 namespace {
@@ -63,6 +66,27 @@ TEST_F(SwtpmRmTest, ANewSaveGivesANewClaimableToken) {
   EXPECT_EQ(handle_of(ok(a, context_load(second))), s);
   EXPECT_EQ(rm_->counters().per_connection[a].sessions, 1u);
   EXPECT_EQ(rm_->counters().per_connection[b].sessions, 0u);
+}
+
+std::optional<std::uint32_t> transient_avail(const Bytes& response) {
+  return property_of(response, TPM2_PT_HR_TRANSIENT_AVAIL);
+}
+
+TEST_F(SwtpmRmTest, PropertiesShowTheCallersViewWithOrWithoutAnAuditSession) {
+  ConnectionId a = open(), b = open();
+  for (std::uint8_t i = 0; i < 2; ++i) make_key(a, i);
+  const Bytes query = get_capability(TPM2_CAP_TPM_PROPERTIES, TPM2_PT_HR_TRANSIENT_AVAIL, 1);
+  const Bytes params(query.begin() + tpm::kHeaderSize, query.end());
+  const Bytes plain = ok(b, query);
+  const std::uint32_t limit = rm::RmOptions{}.max_objects_per_connection;
+  EXPECT_EQ(transient_avail(plain), limit);
+
+  const TPM2_HANDLE audit = handle_of(ok(b, start_auth_session(TPM2_SE_HMAC)));
+  const Bytes audited = run(b, build_command(TPM2_CC_GetCapability, {}, {Auth{audit, 0x81}}, params));
+  ASSERT_EQ(rc_of(audited), TPM2_RC_SUCCESS);
+  EXPECT_EQ(transient_avail(audited), limit);  // not the TPM's free slots, which a's keys use
+  EXPECT_EQ(transient_avail(ok(a, get_capability(TPM2_CAP_TPM_PROPERTIES, TPM2_PT_HR_TRANSIENT_AVAIL, 1))),
+            limit - 2);
 }
 
 }  // namespace
