@@ -43,25 +43,19 @@ Chip::Chip(std::unique_ptr<Driver> driver, ChipOptions options)
 
 Chip::~Chip() { unregister(ShutdownMode::kNone); }
 
-void Chip::set_on_lost(std::function<void(const Error&)> on_lost) {
-  std::unique_lock ops(ops_lock_);
-  on_lost_ = std::move(on_lost);
-}
-
-bool Chip::registered() const {
-  if (unregistering_.load()) return false;
-  std::shared_lock ops(ops_lock_);
-  return driver_ != nullptr;
+std::optional<Error> Chip::lost() const {
+  std::lock_guard lock(lost_mutex_);
+  return lost_;
 }
 
 std::string Chip::description() const {
-  if (unregistering_.load()) return "unregistered";
+  if (!registered()) return "unregistered";
   std::shared_lock ops(ops_lock_);
   return driver_ ? driver_->description() : "unregistered";
 }
 
 std::string Chip::identity() const {
-  if (unregistering_.load()) return {};
+  if (!registered()) return {};
   std::shared_lock ops(ops_lock_);
   return driver_ ? driver_->identity() : std::string{};
 }
@@ -78,7 +72,7 @@ std::chrono::milliseconds Chip::duration_for(TPM2_CC code) const {
 }
 
 Result<Bytes> Chip::transmit(ByteSpan command) {
-  if (unregistering_.load()) return enodev();
+  if (!registered()) return enodev();
   auto header = tpm::parse_command_header(command);
   if (!header) return header.error();
   if (header->tag != TPM2_ST_NO_SESSIONS && header->tag != TPM2_ST_SESSIONS) {
@@ -89,24 +83,23 @@ Result<Bytes> Chip::transmit(ByteSpan command) {
                                   std::to_string(command.size()));
   }
 
+  std::lock_guard tpm(tpm_mutex_);
   Result<Bytes> result = enodev();
-  bool lost = false;
   {
     std::shared_lock ops(ops_lock_);
+    // Also the answer for callers that queued behind the command whose transport broke: it dropped the driver
+    // before releasing tpm_mutex_.
     if (!driver_) return enodev();
     if (!serving_) return make_error(EIO, "TPM is not serving (start-up did not succeed)");
     if (command.size() > info_.max_command_size) {
       return make_error(E2BIG, "command of " + std::to_string(command.size()) + " bytes exceeds the TPM's maximum of " +
                                    std::to_string(info_.max_command_size));
     }
-    std::lock_guard tpm(tpm_mutex_);
-    // Queued behind a command whose transport broke, or behind an unregister that is waiting for us: the
-    // device is going away, so fail like an unregistered chip instead of sending.
-    if (unregistering_.load() || !driver_->alive()) return enodev();
     result = transmit_locked(command);
-    lost = !driver_->alive();
+    if (driver_->alive()) return result;
   }
-  if (lost) unregister_lost(result ? make_error(EPIPE, "transport broke") : result.error());
+  std::unique_lock ops(ops_lock_);
+  if (driver_) drop_driver_locked(result ? make_error(EPIPE, "transport broke") : result.error());
   return result;
 }
 
@@ -167,19 +160,14 @@ void Chip::flush_late_response(TPM2_CC code) {
 }
 
 Result<void> Chip::startup() {
-  if (unregistering_.load()) return enodev();
-  Result<void> result;
-  bool lost = false;
-  {
-    // Exclusive: start-up rewrites info_ and serving_, which transmit() reads under the shared lock.
-    std::unique_lock ops(ops_lock_);
-    if (!driver_) return enodev();
-    std::lock_guard tpm(tpm_mutex_);
-    result = startup_locked();
-    serving_ = result.ok();
-    lost = !driver_->alive();
-  }
-  if (lost) unregister_lost(result ? make_error(EPIPE, "transport broke") : result.error());
+  if (!registered()) return enodev();
+  std::lock_guard tpm(tpm_mutex_);
+  // Exclusive: start-up rewrites info_ and serving_, which transmit() reads under the shared lock.
+  std::unique_lock ops(ops_lock_);
+  if (!driver_) return enodev();
+  auto result = startup_locked();
+  serving_ = result.ok();
+  if (!driver_->alive()) drop_driver_locked(result ? make_error(EPIPE, "transport broke") : result.error());
   return result;
 }
 
@@ -298,7 +286,6 @@ Result<void> Chip::read_info_locked() {
 }
 
 void Chip::unregister(ShutdownMode mode) {
-  unregistering_.store(true);
   std::unique_lock ops(ops_lock_);  // waits for the command in flight
   if (!driver_) return;
   if (mode != ShutdownMode::kNone && serving_ && driver_->alive()) {
@@ -306,22 +293,18 @@ void Chip::unregister(ShutdownMode mode) {
                                duration_for(TPM2_CC_Shutdown));
     if (!r) spdlog::warn("tpm: TPM2_Shutdown failed: {}", describe(r.error()));
   }
-  driver_.reset();
-  serving_ = false;
+  drop_driver_locked(std::nullopt);
 }
 
-void Chip::unregister_lost(const Error& cause) {
-  std::function<void(const Error&)> notify;
-  {
-    unregistering_.store(true);
-    std::unique_lock ops(ops_lock_);
-    if (!driver_) return;  // someone else unregistered first
-    spdlog::error("tpm: backend lost ({}); unregistering the chip", describe(cause));
-    driver_.reset();
-    serving_ = false;
-    notify = on_lost_;
+void Chip::drop_driver_locked(std::optional<Error> cause) {
+  const Presence next = cause ? Presence::kLost : Presence::kUnregistered;
+  if (cause) {
+    spdlog::error("tpm: backend lost ({}); unregistering the chip", describe(*cause));
+    std::lock_guard lock(lost_mutex_);
+    lost_ = std::move(cause);
   }
-  if (notify) notify(cause);
+  driver_.reset();
+  presence_.store(next, std::memory_order_release);
 }
 
 }  // namespace tpmrmd::chip

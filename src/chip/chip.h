@@ -1,9 +1,10 @@
 // Chip: one TPM behind one Driver, shared by everything above it. Modelled on the kernel's tpm_chip:
 //
-//  * Lifetime: the driver (`ops`) pointer is guarded by a reader/writer lock. transmit() holds it shared;
-//    unregister() takes it exclusively (so it waits for the command in flight), optionally sends
-//    TPM2_Shutdown, clears the pointer and destroys the driver. Every entry point after that fails with
-//    ENODEV before touching driver memory. A driver whose transport breaks unregisters the chip itself.
+//  * Lifetime: the driver (`ops`) pointer, guarded by a reader/writer lock, is the one truth about whether
+//    the chip is there. transmit() holds it shared; unregister() takes it exclusively (so it waits for the
+//    command in flight), optionally sends TPM2_Shutdown, clears the pointer and destroys the driver. Every
+//    entry point after that fails with ENODEV before touching driver memory. A driver whose transport breaks
+//    makes the chip unregister itself; nothing is called back, the loss is a state others observe (lost()).
 //  * Start-up: probe (TPM2 tag), Startup(CLEAR) on TPM_RC_INITIALIZE, SelfTest, read TpmInfo.
 //  * Transmit: whole command in, whole response out; size checks; bounded retry of RETRY/TESTING/YIELDED;
 //    per-command deadline from the kernel's duration table; one command at a time.
@@ -15,9 +16,9 @@
 
 #include <atomic>
 #include <chrono>
-#include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 
 #include "chip/driver.h"
@@ -66,11 +67,13 @@ class Chip {
   // Waits for the command in flight, sends TPM2_Shutdown(mode) unless kNone, then drops the driver. Later
   // calls of any entry point fail with ENODEV. Idempotent.
   void unregister(ShutdownMode mode = ShutdownMode::kClear);
-  bool registered() const;
 
-  // Called once, from the thread that noticed, after the chip unregistered itself because the transport
-  // broke (not after an explicit unregister()). Set before startup().
-  void set_on_lost(std::function<void(const Error&)> on_lost);
+  // Lock-free views of the driver pointer, for pollers and gates that must not wait for a command in flight.
+  // registered() turns false once, when the driver is dropped, and never back.
+  bool registered() const { return presence_.load(std::memory_order_acquire) == Presence::kRegistered; }
+  // Why the chip unregistered itself (its transport broke); nullopt while registered and after an explicit
+  // unregister() that came first. Set before the failing call returns, so whoever got that error sees it.
+  std::optional<Error> lost() const;
 
   // Scales every command duration from now on (tests shrink it to provoke deadlines).
   void set_duration_scale(double scale) { duration_scale_.store(scale); }
@@ -82,26 +85,32 @@ class Chip {
  private:
   // Deadline for `code` from the kernel's duration table, scaled by options_.duration_scale.
   std::chrono::milliseconds duration_for(TPM2_CC code) const;
-  // The retry loop around one driver exchange. Caller holds ops_lock_ (shared or exclusive), tpm_mutex_, and
+  // The retry loop around one driver exchange. Caller holds tpm_mutex_, ops_lock_ (shared or exclusive) and
   // driver_ != null.
   Result<Bytes> transmit_locked(ByteSpan command);
   // After a cancelled command: flush what its late, successful response created.
   void flush_late_response(TPM2_CC code);
   Result<void> startup_locked();
   Result<void> read_info_locked();
-  // Called without locks when the driver reported its transport broken.
-  void unregister_lost(const Error& cause);
+  // The one place the driver is dropped. ops_lock_ held exclusively, driver_ != null. `cause` is set when the
+  // transport broke.
+  void drop_driver_locked(std::optional<Error> cause);
+
+  enum class Presence { kRegistered, kUnregistered, kLost };
 
   ChipOptions options_;
   std::atomic<double> duration_scale_;
   tpm::TpmInfo info_;
   bool serving_ = false;  // startup() succeeded and the TPM is not in failure mode
 
+  // Taken before ops_lock_ by every command, so callers queue here and unregister() only ever waits for the
+  // one command in flight (a reader-preferring rwlock would otherwise let a stream of callers starve it).
+  std::mutex tpm_mutex_;
   mutable std::shared_mutex ops_lock_;  // guards driver_: shared for use, exclusive to clear
   std::unique_ptr<Driver> driver_;
-  std::atomic<bool> unregistering_{false};  // new callers fail fast while unregister() waits
-  std::mutex tpm_mutex_;                    // one command at a time
-  std::function<void(const Error&)> on_lost_;
+  std::atomic<Presence> presence_{Presence::kRegistered};  // mirrors driver_, written by drop_driver_locked()
+  mutable std::mutex lost_mutex_;
+  std::optional<Error> lost_;
   mutable std::mutex counters_mutex_;
   ChipCounters counters_;
 };

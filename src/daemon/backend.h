@@ -2,59 +2,72 @@
 // and the Connections opened on it. A backend lives from registration until it is lost (transport broke,
 // embedded swtpm died) or stopped (daemon shutdown); after either, its connections are dead (ENODEV) for good
 // and new opens must go to a newer backend, as the kernel treats a re-bound TPM as a new chip.
+//
+// Lifetime: whether the backend is there is the chip's driver pointer (ENODEV once it is dropped) plus one gate
+// of the backend's own, closed by stop(). Nothing is called back when the chip is lost; owners poll gone() or
+// lost(). Connections own the backend (through their dispatcher and gate), so a late call on any thread finds
+// live memory; the worker thread itself is joined by stop(), on the owner's thread.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <vector>
 
+#include "chip/chip.h"
+#include "chip/driver.h"
 #include "device/connection.h"
 #include "rm/rm_options.h"
 #include "rm/tpm_port.h"
-#include "chip/chip.h"
-#include "chip/driver.h"
 #include "util/result.h"
+
+namespace tpmrmd::rm {
+class WorkerDispatcher;
+}
 
 namespace tpmrmd::daemon {
 
-class GatedDispatcher;
-
-class Backend {
+class Backend final : public device::BackendGate, public std::enable_shared_from_this<Backend> {
  public:
-  // Starts the chip (probe, Startup if needed) and the RM worker. `on_lost` runs on whatever thread noticed the
-  // transport breaking; it must only hand the news to another thread (never stop() from inside it).
+  // Starts the chip (probe, Startup if needed) and the RM worker.
   static Result<std::shared_ptr<Backend>> start(std::unique_ptr<chip::Driver> driver, rm::RmOptions rm_options,
-                                                std::function<void(const Error&)> on_lost,
                                                 chip::ChipOptions chip_options = {});
-  ~Backend();
+  // stop(kNone). The owner stops the backend before it lets go of it, so that the last reference, which may be
+  // a connection's dropped on the worker thread, never has a thread to join.
+  ~Backend() override;
   Backend(const Backend&) = delete;
   Backend& operator=(const Backend&) = delete;
 
-  // A new Connection on this backend. ENODEV once the backend is lost or stopped.
+  // A new Connection on this backend. ENODEV once the backend is gone.
   Result<std::shared_ptr<device::Connection>> open(const rm::ClientInfo& client, device::ConnectionOptions options);
 
-  // Ends the backend. Every open connection turns dead (ENODEV; a response already stored stays readable);
-  // queued commands fail with ENODEV; what clients held in the TPM is flushed while the TPM is still
-  // reachable; then TPM2_Shutdown(`mode`) and the driver is dropped. Idempotent; must not run on the worker.
+  // Ends the backend: closes the gate (every open connection turns dead: ENODEV; a response already stored
+  // stays readable) and wakes pollers, answers queued commands with ENODEV, flushes what clients held in the TPM
+  // while it is still reachable, joins the worker, then TPM2_Shutdown(`mode`) and the driver is dropped.
+  // Idempotent; must not run on the worker thread.
   void stop(chip::ShutdownMode mode);
 
-  bool stopped() const;
+  // True once stop() began or the chip unregistered (lost). Lock-free.
+  bool gone() const override;
+  // Why the chip unregistered itself, if it did.
+  std::optional<Error> lost() const { return chip_->lost(); }
+
   std::string description() const { return description_; }
   std::string identity() const { return identity_; }
   rm::Counters counters();
 
  private:
   Backend() = default;
-  void mark_connections_lost();
 
   std::unique_ptr<chip::Chip> chip_;
   std::unique_ptr<rm::TpmPort> port_;
-  std::shared_ptr<GatedDispatcher> dispatcher_;
+  std::unique_ptr<rm::WorkerDispatcher> worker_;
   std::string description_;
   std::string identity_;
-  mutable std::mutex mutex_;
-  bool stopped_ = false;
-  std::vector<std::weak_ptr<device::Connection>> connections_;
+  std::atomic<bool> closed_{false};  // the generation gate; see stop()
+  std::mutex mutex_;
+  std::vector<std::weak_ptr<device::Connection>> connections_;  // only to wake their pollers in stop()
 };
 
 }  // namespace tpmrmd::daemon

@@ -9,28 +9,30 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <atomic>
-#include <condition_variable>
 #include <cstdio>
-#include <functional>
 #include <cstdlib>
-#include <mutex>
+#include <cstring>
+#include <map>
 #include <optional>
-#include <thread>
 
-#include "cuse/cuse_device.h"
-#include "daemon/backend.h"
-#include "daemon/embedded_swtpm.h"
-#include "daemon/tpm_lock.h"
 #include "chip/driver_factory.h"
+#include "cuse/cuse_device.h"
+#include "daemon/embedded_swtpm.h"
+#include "daemon/supervisor.h"
+#include "daemon/tpm_lock.h"
 
 namespace tpmrmd::daemon {
 namespace {
 
+// Exit status: the one scheme tpmrmd uses, also stated in --help.
+constexpr int kExitOk = 0;
+constexpr int kExitRuntime = 1;  // start-up or run-time failure (no /dev/cuse, TPM lock held, backend down, ...)
+constexpr int kExitUsage = 2;    // bad command line or configuration (parse errors, unknown user/group)
+
 struct Settings {
   std::string tpm;
   std::string name = "tpmrm0";
-  std::string mode = "0660";
+  std::string mode = "0660";  // validated by the octal validator below
   std::string owner;
   std::string group;
   std::string runas;
@@ -38,7 +40,7 @@ struct Settings {
   std::string state_dir = "/var/lib/tpmrmd";
   std::string lock_dir = "/run/tpmrmd";
   std::string log_level = "info";
-  std::string shutdown = "clear";
+  chip::ShutdownMode shutdown = chip::ShutdownMode::kClear;
   std::string swtpm = "swtpm";
   double discard_timeout = 120;
   double duration_scale = 0;  // 0: 10 for the embedded swtpm, 1 for any other backend
@@ -69,127 +71,6 @@ Result<gid_t> lookup_group(const std::string& name) {
   }
   return gr->gr_gid;
 }
-
-// Owns the current backend and replaces it when it is lost: the embedded swtpm is restarted, an external
-// backend is reconnected. Between the two, opens fail with ENODEV.
-class Supervisor {
- public:
-  Supervisor(const Settings& settings, std::optional<EmbeddedSwtpm>& swtpm) : settings_(settings), swtpm_(swtpm) {}
-
-  // Runs with the identity of each new driver before the chip is started (the one-daemon-per-TPM lock).
-  void set_identity_check(std::function<Result<void>(const std::string&)> check) { identity_check_ = std::move(check); }
-
-  Result<void> register_backend() {
-    if (swtpm_) {
-      if (auto r = swtpm_->start(); !r) return r;
-    }
-    auto spec = swtpm_ ? swtpm_->spec() : settings_.tpm;
-    auto driver = chip::make_driver(spec);
-    if (!driver) return driver.error();
-    if (identity_check_) {
-      if (auto r = identity_check_((*driver)->identity()); !r) return r;
-    }
-    std::uint64_t generation = ++generation_;
-    chip::ChipOptions chip_options;
-    // A freshly started emulator on a loaded (or emulated) machine can answer its first commands far later
-    // than hardware deadlines allow; it is a local process, not a bus device, so its deadlines are relaxed.
-    chip_options.duration_scale = settings_.duration_scale > 0 ? settings_.duration_scale : (swtpm_ ? 10.0 : 1.0);
-    auto backend = Backend::start(std::move(*driver), settings_.rm, [this, generation](const Error& cause) {
-      spdlog::error("event=backend-lost generation={} cause=\"{}\"", generation, describe(cause));
-      std::lock_guard lock(mutex_);
-      lost_ = true;
-      wake_.notify_all();
-    }, chip_options);
-    if (!backend) return backend.error();
-    spdlog::info("event=backend-registered generation={} backend=\"{}\" identity=\"{}\"", generation,
-                 (*backend)->description(), (*backend)->identity());
-    std::lock_guard lock(mutex_);
-    current_ = std::move(*backend);
-    lost_ = false;
-    return {};
-  }
-
-  Result<std::shared_ptr<device::Connection>> open(const rm::ClientInfo& client, device::ConnectionOptions options) {
-    std::shared_ptr<Backend> backend;
-    {
-      std::lock_guard lock(mutex_);
-      backend = current_;
-    }
-    if (!backend) return make_error(ENODEV, "no TPM backend is registered (it is being restarted)");
-    auto c = backend->open(client, options);
-    if (c) {
-      spdlog::debug("event=open pid={} uid={} gid={} connection={}", client.pid, client.uid, client.gid,
-                    (*c)->id());
-    } else {
-      spdlog::warn("event=open-failed pid={} uid={} error=\"{}\"", client.pid, client.uid, describe(c.error()));
-    }
-    return c;
-  }
-
-  void run() {
-    thread_ = std::thread([this] { loop(); });
-  }
-
-  // Stops supervising and ends the current backend (flush, TPM2_Shutdown(mode)).
-  void shutdown(chip::ShutdownMode mode) {
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-      wake_.notify_all();
-    }
-    if (thread_.joinable()) thread_.join();
-    std::shared_ptr<Backend> backend;
-    {
-      std::lock_guard lock(mutex_);
-      backend = std::move(current_);
-    }
-    if (backend) backend->stop(mode);
-    if (swtpm_) swtpm_->stop();
-  }
-
- private:
-  void loop() {
-    std::unique_lock lock(mutex_);
-    auto retry_at = std::chrono::steady_clock::now();
-    while (!stopping_) {
-      wake_.wait_for(lock, std::chrono::milliseconds(200));
-      if (stopping_) break;
-      bool swtpm_died = swtpm_ && swtpm_->reap_if_exited();
-      if (swtpm_died || lost_) {
-        auto backend = std::move(current_);
-        lost_ = false;
-        lock.unlock();
-        if (backend) {
-          backend->stop(chip::ShutdownMode::kNone);
-          spdlog::warn("event=backend-unregistered backend=\"{}\" open_fds=ENODEV", backend->description());
-        }
-        // A lost transport to a still-running embedded swtpm: start afresh.
-        if (swtpm_ && !swtpm_died) swtpm_->stop();
-        lock.lock();
-      }
-      if (!current_ && std::chrono::steady_clock::now() >= retry_at) {
-        lock.unlock();
-        auto r = register_backend();
-        lock.lock();
-        if (!r) {
-          spdlog::error("event=backend-register-failed error=\"{}\" retry_in=2s", describe(r.error()));
-          retry_at = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-        }
-      }
-    }
-  }
-
-  const Settings& settings_;
-  std::optional<EmbeddedSwtpm>& swtpm_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::shared_ptr<Backend> current_;
-  std::uint64_t generation_ = 0;
-  bool lost_ = false;
-  bool stopping_ = false;
-  std::thread thread_;
-  std::function<Result<void>(const std::string&)> identity_check_;
-};
 
 // Without --foreground: fork, and let the parent exit with 0 once the device is ready (or 1 with the error).
 class Backgrounder {
@@ -222,66 +103,88 @@ class Backgrounder {
   int fd_ = -1;
 };
 
-int run(const Settings& s) {
-  auto level = spdlog::level::from_str(s.log_level);
-  spdlog::set_default_logger(spdlog::stderr_logger_mt("tpmrmd"));
-  spdlog::set_level(level);
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %l %v");
+// A permission mode: octal digits only, at most 07777.
+CLI::Validator octal_mode() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        if (value.empty() || value.size() > 5 || value.find_first_not_of("01234567") != std::string::npos) {
+          return "'" + value + "' is not an octal mode";
+        }
+        if (std::stoul(value, nullptr, 8) > 07777) return "'" + value + "' is above 07777";
+        return {};
+      },
+      "OCTAL<=07777");
+}
 
-  unsigned long mode = std::strtoul(s.mode.c_str(), nullptr, 8);
-  if (mode > 07777) {
-    spdlog::critical("event=bad-option option=--mode value={}", s.mode);
-    return 2;
-  }
-  cuse::CuseDeviceOptions device_options;
-  device_options.name = s.name;
-  device_options.mode = static_cast<mode_t>(mode);
-  device_options.debug = s.fuse_debug;
-  device_options.connection.max_command = s.max_command;
-  device_options.connection.discard_after =
-      std::chrono::milliseconds(static_cast<long long>(s.discard_timeout * 1000));
-  std::optional<uid_t> runas_uid;
-  std::optional<gid_t> runas_gid;
+Result<cuse::CuseDeviceOptions> device_options(const Settings& s) {
+  cuse::CuseDeviceOptions options;
+  options.name = s.name;
+  options.mode = static_cast<mode_t>(std::stoul(s.mode, nullptr, 8));
+  options.debug = s.fuse_debug;
+  options.connection.max_command = s.max_command;
+  options.connection.discard_after = std::chrono::milliseconds(static_cast<long long>(s.discard_timeout * 1000));
   if (!s.owner.empty()) {
     auto u = lookup_user(s.owner);
-    if (!u) return spdlog::critical("{}", describe(u.error())), 2;
-    device_options.owner = *u;
+    if (!u) return u.error();
+    options.owner = *u;
   }
   if (!s.group.empty()) {
     auto g = lookup_group(s.group);
-    if (!g) return spdlog::critical("{}", describe(g.error())), 2;
-    device_options.group = *g;
+    if (!g) return g.error();
+    options.group = *g;
   }
-  if (!s.runas.empty()) {
-    gid_t gid = 0;
-    auto u = lookup_user(s.runas, &gid);
-    if (!u) return spdlog::critical("{}", describe(u.error())), 2;
-    runas_uid = *u;
-    runas_gid = gid;
-  }
-  chip::ShutdownMode shutdown_mode = s.shutdown == "none"    ? chip::ShutdownMode::kNone
-                                    : s.shutdown == "state" ? chip::ShutdownMode::kState
-                                                            : chip::ShutdownMode::kClear;
+  return options;
+}
+
+struct RunAs {
+  uid_t uid;
+  gid_t gid;
+};
+
+Result<std::optional<RunAs>> runas(const Settings& s) {
+  if (s.runas.empty()) return std::optional<RunAs>{};
+  gid_t gid = 0;
+  auto u = lookup_user(s.runas, &gid);
+  if (!u) return u.error();
+  return std::optional<RunAs>(RunAs{*u, gid});
+}
+
+int run(const Settings& s) {
+  spdlog::set_default_logger(spdlog::stderr_logger_mt("tpmrmd"));
+  spdlog::set_level(spdlog::level::from_str(s.log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %l %v");
+
+  auto device_opts = device_options(s);
+  if (!device_opts) return spdlog::critical("{}", describe(device_opts.error())), kExitUsage;
+  auto user = runas(s);
+  if (!user) return spdlog::critical("{}", describe(user.error())), kExitUsage;
+  const std::optional<RunAs> run_as = *user;
 
   if (auto env = cuse::CuseDevice::check_environment(s.name); !env) {
     spdlog::critical("event=startup-failed error=\"{}\"", describe(env.error()));
-    return 1;
+    return kExitRuntime;
   }
 
   Backgrounder background;
   if (!s.foreground) {
-    if (auto r = background.detach(); !r) return spdlog::critical("{}", describe(r.error())), 1;
+    if (auto r = background.detach(); !r) return spdlog::critical("{}", describe(r.error())), kExitRuntime;
   }
 
   std::optional<EmbeddedSwtpm> swtpm;
   std::optional<TpmLock> lock;
   if (s.tpm.empty()) {
-    swtpm.emplace(EmbeddedSwtpmOptions{s.state_dir, s.swtpm, runas_uid, runas_gid});
+    swtpm.emplace(EmbeddedSwtpmOptions{s.state_dir, s.swtpm, run_as ? std::optional(run_as->uid) : std::nullopt,
+                                       run_as ? std::optional(run_as->gid) : std::nullopt});
     auto l = TpmLock::acquire(s.lock_dir, swtpm->identity());
-    if (!l) return spdlog::critical("event=startup-failed error=\"{}\"", describe(l.error())), background.report(false), 1;
+    if (!l) {
+      spdlog::critical("event=startup-failed error=\"{}\"", describe(l.error()));
+      background.report(false);
+      return kExitRuntime;
+    }
     lock.emplace(std::move(*l));
   }
-  Supervisor supervisor(s, swtpm);
+  Supervisor supervisor(SupervisorOptions{.tpm = s.tpm, .rm = s.rm, .duration_scale = s.duration_scale},
+                        swtpm ? &*swtpm : nullptr);
   if (!lock) {
     supervisor.set_identity_check([&](const std::string& identity) -> Result<void> {
       if (lock) return {};
@@ -291,45 +194,37 @@ int run(const Settings& s) {
       return {};
     });
   }
-  // A TPM (or a swtpm under emulation) can be slow to answer its very first command; a few attempts before
-  // giving up. A held lock is final.
-  Result<void> registered = supervisor.register_backend();
-  for (int attempt = 2; !registered && registered.error().code != EBUSY && attempt <= 3; ++attempt) {
-    spdlog::warn("event=backend-register-failed attempt={} error=\"{}\"", attempt - 1, describe(registered.error()));
-    std::this_thread::sleep_for(std::chrono::seconds(1));
-    registered = supervisor.register_backend();
-  }
-  if (auto r = registered; !r) {
+  if (auto r = supervisor.start(); !r) {
     spdlog::critical("event=startup-failed error=\"{}\"", describe(r.error()));
     background.report(false);
-    return 1;
+    return kExitRuntime;
   }
-  supervisor.run();
 
-  cuse::CuseDevice device(device_options, [&supervisor, &device_options](const rm::ClientInfo& client) {
-    return supervisor.open(client, device_options.connection);
+  const device::ConnectionOptions connection_options = device_opts->connection;
+  cuse::CuseDevice device(*device_opts, [&supervisor, connection_options](const rm::ClientInfo& client) {
+    return supervisor.open(client, connection_options);
   });
   auto result = device.run([&] {
-    if (runas_uid) {
-      if (::setgroups(0, nullptr) != 0 || ::setgid(*runas_gid) != 0 || ::setuid(*runas_uid) != 0) {
+    if (run_as) {
+      if (::setgroups(0, nullptr) != 0 || ::setgid(run_as->gid) != 0 || ::setuid(run_as->uid) != 0) {
         spdlog::critical("event=runas-failed user={} error=\"{}\"", s.runas, std::strerror(errno));
         device.stop();
         return;
       }
-      spdlog::info("event=privileges-dropped uid={} gid={}", *runas_uid, *runas_gid);
+      spdlog::info("event=privileges-dropped uid={} gid={}", run_as->uid, run_as->gid);
     }
     spdlog::info("event=ready device=/dev/{} pid={}", s.name, ::getpid());
     background.report(true);
   });
   spdlog::info("event=stopping device=/dev/{}", s.name);
-  supervisor.shutdown(shutdown_mode);
+  supervisor.shutdown(s.shutdown);
   background.report(false);
   if (!result) {
     spdlog::critical("event=cuse-failed error=\"{}\"", describe(result.error()));
-    return 1;
+    return kExitRuntime;
   }
   spdlog::info("event=stopped");
-  return 0;
+  return kExitOk;
 }
 
 }  // namespace
@@ -343,7 +238,7 @@ int main(int argc, char** argv) {
   app.add_option("--tpm", s.tpm, "Backend TPM: " + tpmrmd::chip::backend_spec_help() +
                                      " (default: an embedded swtpm)");
   app.add_option("--name", s.name, "Device node name under /dev")->capture_default_str();
-  app.add_option("--mode", s.mode, "Node permissions (octal)")->capture_default_str();
+  app.add_option("--mode", s.mode, "Node permissions (octal, at most 07777)")->check(tpmrmd::daemon::octal_mode())->capture_default_str();
   app.add_option("--owner", s.owner, "Node owner (user name or uid)");
   app.add_option("--group", s.group, "Node group (group name or gid), e.g. tss");
   app.add_option("--runas", s.runas, "Drop privileges to this user once the device exists and the TPM is open");
@@ -353,9 +248,13 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", s.log_level, "trace, debug, info, warn, error, critical, off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
       ->capture_default_str();
-  app.add_option("--shutdown", s.shutdown, "TPM2_Shutdown sent when the daemon stops")
-      ->check(CLI::IsMember({"none", "clear", "state"}))
-      ->capture_default_str();
+  const std::map<std::string, tpmrmd::chip::ShutdownMode> shutdown_modes = {
+      {"none", tpmrmd::chip::ShutdownMode::kNone},
+      {"clear", tpmrmd::chip::ShutdownMode::kClear},
+      {"state", tpmrmd::chip::ShutdownMode::kState}};
+  app.add_option("--shutdown", s.shutdown, "TPM2_Shutdown sent when the daemon stops: none, clear, state")
+      ->transform(CLI::CheckedTransformer(shutdown_modes, CLI::ignore_case))
+      ->default_str("clear");
   app.add_option("--swtpm", s.swtpm, "swtpm program for the embedded default")->capture_default_str();
   app.add_option("--discard-timeout", s.discard_timeout, "Seconds before an unread response is discarded (0: never)")
       ->check(CLI::NonNegativeNumber)
@@ -377,6 +276,14 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--rc-mode", s.rm.rc_mode, "Report RM errors as RM-layer response codes instead of errno");
   app.add_flag("--fuse-debug", s.fuse_debug, "libfuse request tracing");
-  CLI11_PARSE(app, argc, argv);
+  app.footer("Exit status: 0 ok, 1 run-time failure (start-up refused, backend or CUSE failed), 2 usage or\n"
+             "configuration error (bad option or value, unknown user or group).");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version are "errors" with exit code 0; every real parse error is a usage error.
+    const int printed = app.exit(e);
+    return printed == 0 ? tpmrmd::daemon::kExitOk : tpmrmd::daemon::kExitUsage;
+  }
   return tpmrmd::daemon::run(s);
 }

@@ -1,6 +1,7 @@
 #include "device/connection.h"
 
 #include <cerrno>
+#include <utility>
 
 #include "tpm/endian.h"
 
@@ -14,16 +15,21 @@ std::uint32_t declared_size(ByteSpan data) { return tpm::load_u32(data, 2); }
 }  // namespace
 
 Result<std::shared_ptr<Connection>> Connection::open(std::shared_ptr<rm::Dispatcher> dispatcher,
-                                                     const rm::ClientInfo& client, ConnectionOptions options) {
-  if (!dispatcher) return make_error(ENODEV, "no TPM backend is registered");
+                                                     const rm::ClientInfo& client, ConnectionOptions options,
+                                                     std::shared_ptr<const BackendGate> gate) {
+  if (!dispatcher || (gate && gate->gone())) return make_error(ENODEV, "no TPM backend is registered");
   auto id = dispatcher->open(client);
   if (!id) return id.error();
-  return std::shared_ptr<Connection>(new Connection(std::move(dispatcher), *id, client, options));
+  return std::shared_ptr<Connection>(new Connection(std::move(dispatcher), *id, client, options, std::move(gate)));
 }
 
 Connection::Connection(std::shared_ptr<rm::Dispatcher> dispatcher, rm::ConnectionId id, rm::ClientInfo client,
-                       ConnectionOptions options)
-    : dispatcher_(std::move(dispatcher)), id_(id), client_(std::move(client)), options_(options) {}
+                       ConnectionOptions options, std::shared_ptr<const BackendGate> gate)
+    : dispatcher_(std::move(dispatcher)),
+      id_(id),
+      client_(std::move(client)),
+      options_(options),
+      gate_(std::move(gate)) {}
 
 Connection::~Connection() { close(); }
 
@@ -37,24 +43,24 @@ void Connection::write(ByteSpan data, bool nonblocking, WriteDone done) {
   {
     std::lock_guard lock(mutex_);
     expire_locked(Clock::now());
-    if (backend_lost_ || closed_) return done(make_error(ENODEV, "TPM backend is gone"));
+    if (state_ == State::kClosed || gone()) return done(make_error(ENODEV, "TPM backend is gone"));
     if (data.size() > options_.max_command) {
       return done(make_error(E2BIG, "write of " + std::to_string(data.size()) + " bytes exceeds " +
                                         std::to_string(options_.max_command)));
     }
-    if (in_flight_) return done(make_error(EBUSY, "a command is still in flight on this fd"));
-    if (has_result_ && !result_read_) return done(make_error(EBUSY, "the previous response has not been read"));
+    if (state_ == State::kInFlight) return done(make_error(EBUSY, "a command is still in flight on this fd"));
+    if (state_ == State::kUnread || state_ == State::kError) {
+      return done(make_error(EBUSY, "the previous response has not been read"));
+    }
     if (data.size() < kMinWrite) return done(make_error(EINVAL, "write shorter than 6 bytes"));
     std::uint32_t declared = declared_size(data);
     if (declared > data.size()) return done(make_error(EINVAL, "declared size exceeds the write"));
     if (declared < 10) return done(make_error(EINVAL, "declared size below the 10-byte header"));
     // Accepted: a PARTIAL remainder is discarded now, as the kernel does.
-    clear_result_locked();
+    drop_stored_locked();
     command.assign(data.begin(), data.begin() + declared);
-    in_flight_ = true;
-    in_flight_nonblocking_ = nonblocking;
-    in_flight_size_ = data.size();
-    if (!nonblocking) pending_write_ = std::move(done);
+    state_ = State::kInFlight;
+    in_flight_ = InFlight{nonblocking, data.size(), nonblocking ? WriteDone{} : std::move(done), std::nullopt};
   }
   auto self = shared_from_this();
   dispatcher_->submit(id_, std::move(command), [self](Result<Bytes> r) { self->complete(std::move(r)); });
@@ -62,55 +68,42 @@ void Connection::write(ByteSpan data, bool nonblocking, WriteDone done) {
 }
 
 void Connection::complete(Result<Bytes> result) {
-  WriteDone write_done;
-  std::optional<std::pair<std::size_t, ReadDone>> read_waiter;
+  InFlight finished;
   Result<Bytes> read_result = Bytes{};
   std::function<void()> notify;
-  std::size_t size = 0;
   {
     std::lock_guard lock(mutex_);
-    in_flight_ = false;
-    size = in_flight_size_;
-    // Whatever the layers below said (ECANCELED from a dispatcher being torn down, EIO from a dying
-    // transport), a command that failed because the backend went away is reported as ENODEV.
-    if (!result && backend_lost_) result = make_error(ENODEV, "TPM backend is gone");
-    write_done = std::move(pending_write_);
-    pending_write_ = nullptr;
-    if (closed_) {
+    finished = std::exchange(in_flight_, InFlight{});
+    // Whatever the layers below said (EPIPE from the command that found the transport broken, EIO from a
+    // dying one), a command that failed because the backend went away is reported as ENODEV.
+    if (!result && gone()) result = make_error(ENODEV, "TPM backend is gone");
+    if (state_ == State::kClosed) {
       // Nobody can read it any more.
     } else if (result) {
-      has_result_ = true;
-      result_read_ = false;
-      result_errno_ = 0;
-      response_ = std::move(*result);
-      cursor_ = 0;
-      stored_at_ = Clock::now();
-    } else if (in_flight_nonblocking_) {
+      store_locked(Stored{std::move(*result), 0, 0, Clock::now()}, State::kUnread);
+    } else if (finished.nonblocking) {
       // O_NONBLOCK: the error waits for the next read.
-      has_result_ = true;
-      result_read_ = false;
-      result_errno_ = result.error().code;
-      stored_at_ = Clock::now();
+      store_locked(Stored{{}, 0, result.error().code, Clock::now()}, State::kError);
+    } else {
+      state_ = State::kEmpty;
     }
-    if (pending_read_ && has_result_) {
-      read_waiter = std::move(pending_read_);
-      pending_read_.reset();
-      read_result = take_locked(read_waiter->first);
-    } else if (pending_read_) {
-      read_waiter = std::move(pending_read_);
-      pending_read_.reset();
-      read_result = backend_lost_ ? Result<Bytes>(make_error(ENODEV, "TPM backend is gone")) : Result<Bytes>(Bytes{});
+    if (finished.read) {
+      if (stored_locked()) {
+        read_result = take_locked(finished.read->first);
+      } else if (gone()) {
+        read_result = make_error(ENODEV, "TPM backend is gone");
+      }
     }
     notify = on_ready_;
   }
-  if (write_done) {
+  if (finished.write) {
     if (result) {
-      write_done(size);
+      finished.write(finished.write_size);
     } else {
-      write_done(result.error());
+      finished.write(result.error());
     }
   }
-  if (read_waiter) read_waiter->second(std::move(read_result));
+  if (finished.read) finished.read->second(std::move(read_result));
   if (notify) notify();
 }
 
@@ -120,63 +113,70 @@ void Connection::read(std::size_t max, bool nonblocking, ReadDone done) {
     std::lock_guard lock(mutex_);
     if (max == 0) return done(Bytes{});
     expire_locked(Clock::now());
-    if (has_result_) {
+    if (stored_locked()) {
       out = take_locked(max);
-    } else if (backend_lost_ || closed_) {
+    } else if (state_ == State::kClosed || gone()) {
       out = make_error(ENODEV, "TPM backend is gone");
-    } else if (in_flight_ && !nonblocking && !in_flight_nonblocking_ && !pending_read_) {
+    } else if (state_ == State::kInFlight && !nonblocking && !in_flight_.nonblocking && !in_flight_.read) {
       // Another thread's blocking write on this fd is executing: the kernel's read sleeps until it completes.
-      pending_read_.emplace(max, std::move(done));
+      in_flight_.read.emplace(max, std::move(done));
       return;
     }
   }
   done(std::move(out));
 }
 
+void Connection::store_locked(Stored stored, State state) {
+  stored_ = std::move(stored);
+  state_ = state;
+}
+
 Result<Bytes> Connection::take_locked(std::size_t max) {
-  result_read_ = true;
-  if (result_errno_ != 0) {
-    int err = result_errno_;
-    clear_result_locked();
+  if (state_ == State::kError) {
+    int err = stored_.error;
+    drop_stored_locked();
     return make_error(err, "the O_NONBLOCK command failed");
   }
-  std::size_t n = std::min(max, response_.size() - cursor_);
-  Bytes out(response_.begin() + static_cast<std::ptrdiff_t>(cursor_),
-            response_.begin() + static_cast<std::ptrdiff_t>(cursor_ + n));
-  cursor_ += n;
-  if (cursor_ >= response_.size()) clear_result_locked();
+  const Bytes& response = stored_.response;
+  std::size_t n = std::min(max, response.size() - stored_.cursor);
+  Bytes out(response.begin() + static_cast<std::ptrdiff_t>(stored_.cursor),
+            response.begin() + static_cast<std::ptrdiff_t>(stored_.cursor + n));
+  stored_.cursor += n;
+  if (stored_.cursor >= response.size()) {
+    drop_stored_locked();
+  } else {
+    state_ = State::kPartial;
+  }
   return out;
 }
 
-void Connection::clear_result_locked() {
-  has_result_ = false;
-  result_read_ = true;
-  result_errno_ = 0;
-  response_.clear();
-  cursor_ = 0;
+void Connection::drop_stored_locked() {
+  if (!stored_locked()) return;
+  stored_ = Stored{};
+  state_ = State::kEmpty;
 }
 
 short Connection::poll() {
   std::lock_guard lock(mutex_);
-  if (has_result_) return POLLIN | POLLRDNORM;
-  if (backend_lost_) return POLLERR | POLLHUP;
+  if (stored_locked()) return POLLIN | POLLRDNORM;
+  if (gone()) return POLLERR | POLLHUP;
   return POLLOUT | POLLWRNORM;
 }
 
-void Connection::mark_backend_lost() {
+void Connection::notify_backend_gone() {
   std::function<void()> notify;
   {
     std::lock_guard lock(mutex_);
-    if (backend_lost_) return;
-    backend_lost_ = true;
     notify = on_ready_;
   }
   if (notify) notify();
 }
 
 bool Connection::expire_locked(Clock::time_point now) {
-  if (!has_result_ || options_.discard_after.count() == 0 || now - stored_at_ < options_.discard_after) return false;
-  clear_result_locked();
+  if (!stored_locked() || options_.discard_after.count() == 0 || now - stored_.at < options_.discard_after) {
+    return false;
+  }
+  drop_stored_locked();
   return true;
 }
 
@@ -194,9 +194,9 @@ bool Connection::discard_if_expired(Clock::time_point now) {
 void Connection::close() {
   {
     std::lock_guard lock(mutex_);
-    if (closed_) return;
-    closed_ = true;
-    clear_result_locked();
+    if (state_ == State::kClosed) return;
+    stored_ = Stored{};
+    state_ = State::kClosed;
     on_ready_ = nullptr;
   }
   dispatcher_->close(id_);

@@ -1,7 +1,10 @@
 // One open file of the /dev/tpmrm0-compatible device: the kernel's per-fd state machine (tpm-dev-common.c),
 // independent of CUSE so that any front-end (CUSE, a socket server, tests) can drive it.
 //
-// States (tpmrm-device-and-rm.md §1.2): EMPTY, IN FLIGHT (queued or executing), UNREAD, PARTIAL, ERROR.
+// States: EMPTY, IN FLIGHT (queued or executing), UNREAD, PARTIAL, ERROR, and CLOSED after release. Whether
+// the backend is gone is not a state of the fd: it is the backend's, asked through its BackendGate. A gone
+// backend makes every call fail with ENODEV except reading a response already stored (UNREAD/PARTIAL/ERROR
+// stay readable; EMPTY then means ENODEV instead of EOF).
 // Nothing here blocks: a blocking write or read is answered later through its callback, from the TPM worker
 // thread, when the command completes.
 #pragma once
@@ -21,6 +24,14 @@
 
 namespace tpmrmd::device {
 
+// The backend generation a connection was opened on, as its connections see it: gone() turns true once (the
+// chip unregistered, or the backend was stopped) and never back. Must not block: poll() asks it.
+class BackendGate {
+ public:
+  virtual ~BackendGate() = default;
+  virtual bool gone() const = 0;
+};
+
 struct ConnectionOptions {
   std::size_t max_command = 4096;  // larger writes get E2BIG
   // Unread responses are discarded after this long (kernel: 120 s); zero keeps them forever.
@@ -33,9 +44,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   using WriteDone = std::function<void(Result<std::size_t>)>;
   using ReadDone = std::function<void(Result<Bytes>)>;
 
-  // Opens an RM connection; never touches the TPM. ENODEV when the backend is gone.
+  // Opens an RM connection; never touches the TPM. ENODEV when the backend is gone. Without a gate the
+  // connection learns of a lost backend only from the ENODEV its commands get.
   static Result<std::shared_ptr<Connection>> open(std::shared_ptr<rm::Dispatcher> dispatcher,
-                                                  const rm::ClientInfo& client, ConnectionOptions options = {});
+                                                  const rm::ClientInfo& client, ConnectionOptions options = {},
+                                                  std::shared_ptr<const BackendGate> gate = nullptr);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -55,9 +68,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Called whenever the poll mask may have changed (a result stored or discarded, the backend lost).
   void set_on_ready(std::function<void()> on_ready);
 
-  // The backend went away: everything after this fails with ENODEV, except reading a response that had
-  // already been stored (nothing the TPM produced successfully is lost).
-  void mark_backend_lost();
+  // The gate has closed: wakes pollers so they see POLLERR|POLLHUP. Correctness never depends on it (every
+  // call asks the gate); it only spares a sleeping poller from waiting for an event that will not come.
+  void notify_backend_gone();
 
   // Discards an unread response older than the discard timeout; returns true if it did.
   bool discard_if_expired(Clock::time_point now = Clock::now());
@@ -69,34 +82,50 @@ class Connection : public std::enable_shared_from_this<Connection> {
   rm::ConnectionId id() const { return id_; }
 
  private:
+  enum class State {
+    kEmpty,     // nothing pending: write accepted, read EOF (ENODEV once the backend is gone)
+    kInFlight,  // a command is queued or executing: write EBUSY
+    kUnread,    // a response is stored, none of it read: write EBUSY
+    kPartial,   // part of the response read: a new write discards the rest
+    kError,     // an O_NONBLOCK command failed; the next read reports its errno: write EBUSY
+    kClosed,    // released: everything ENODEV
+  };
+  // The command in flight. Kept after close() until its completion, which still answers a waiting writer.
+  struct InFlight {
+    bool nonblocking = false;
+    std::size_t write_size = 0;  // the write size to report
+    WriteDone write;             // a blocking write waiting for completion
+    std::optional<std::pair<std::size_t, ReadDone>> read;  // a blocking read waiting for completion
+  };
+  // What UNREAD, PARTIAL and ERROR hold.
+  struct Stored {
+    Bytes response;
+    std::size_t cursor = 0;
+    int error = 0;  // ERROR: the O_NONBLOCK command's errno
+    Clock::time_point at{};
+  };
+
   Connection(std::shared_ptr<rm::Dispatcher> dispatcher, rm::ConnectionId id, rm::ClientInfo client,
-             ConnectionOptions options);
+             ConnectionOptions options, std::shared_ptr<const BackendGate> gate);
   void complete(Result<Bytes> result);
-  // Takes up to `max` bytes of the stored result; mutex_ held, a result stored.
+  bool gone() const { return gate_ && gate_->gone(); }
+  bool stored_locked() const { return state_ == State::kUnread || state_ == State::kPartial || state_ == State::kError; }
+  void store_locked(Stored stored, State state);
+  // Takes up to `max` bytes of the stored result; mutex_ held, stored_locked().
   Result<Bytes> take_locked(std::size_t max);
-  void clear_result_locked();
+  void drop_stored_locked();                  // UNREAD/PARTIAL/ERROR -> EMPTY
   bool expire_locked(Clock::time_point now);  // the discard timeout, checked lazily and by sweeps
 
   std::shared_ptr<rm::Dispatcher> dispatcher_;
   const rm::ConnectionId id_;
   const rm::ClientInfo client_;
   const ConnectionOptions options_;
+  const std::shared_ptr<const BackendGate> gate_;
 
   std::mutex mutex_;
-  bool closed_ = false;
-  bool backend_lost_ = false;
-  bool in_flight_ = false;
-  bool in_flight_nonblocking_ = false;
-  std::size_t in_flight_size_ = 0;      // the write size to report
-  WriteDone pending_write_;             // blocking write waiting for completion
-  std::optional<std::pair<std::size_t, ReadDone>> pending_read_;  // blocking read waiting for completion
-  // The stored result: response bytes from `cursor_` on, or an errno from an O_NONBLOCK command.
-  bool has_result_ = false;
-  bool result_read_ = true;  // any byte of the current result read (kernel "response read" flag)
-  int result_errno_ = 0;
-  Bytes response_;
-  std::size_t cursor_ = 0;
-  Clock::time_point stored_at_{};
+  State state_ = State::kEmpty;
+  InFlight in_flight_;
+  Stored stored_;
   std::function<void()> on_ready_;
 };
 

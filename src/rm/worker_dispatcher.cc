@@ -11,32 +11,42 @@ namespace tpmrmd::rm {
 WorkerDispatcher::WorkerDispatcher(TpmPort& tpm, RmOptions options)
     : tpm_(tpm), rm_(tpm, options), worker_([this] { run(); }) {}
 
-WorkerDispatcher::~WorkerDispatcher() {
-  std::vector<Job> cancelled;
+namespace {
+
+Error gone() { return make_error(ENODEV, "TPM backend is gone"); }
+
+}  // namespace
+
+WorkerDispatcher::~WorkerDispatcher() { stop(); }
+
+void WorkerDispatcher::stop() {
+  std::thread worker;
   {
     std::lock_guard lock(mutex_);
-    stopping_ = true;
+    if (stopped_) return;
+    stopped_ = true;
+    worker = std::move(worker_);
+    auto answered = std::make_shared<std::vector<Job>>();
     for (auto& [id, queue] : queues_) {
-      for (auto& job : queue.jobs) cancelled.push_back(std::move(job));
+      for (auto& job : queue.jobs) answered->push_back(std::move(job));
       queue.jobs.clear();
     }
     ring_.clear();
-    auto shared = std::make_shared<std::vector<Job>>(std::move(cancelled));
-    tasks_.emplace_back([this, shared] {
-      for (auto& job : *shared) job.completion(make_error(ECANCELED, "dispatcher shutting down"));
+    tasks_.emplace_back([this, answered] {
+      for (auto& job : *answered) job.completion(gone());
+      answered->clear();  // the completions may own front-end connections that call close()
       rm_.shutdown();
     });
   }
   wake_.notify_one();
-  worker_.join();
+  worker.join();
 }
 
 Result<ConnectionId> WorkerDispatcher::open(const ClientInfo& client) {
   static_assert(sizeof(ConnectionId) == 8);
   if (!rm_.options().max_connections) return make_error(EMFILE, "connection limit is 0");
   std::lock_guard lock(mutex_);
-  if (stopping_) return make_error(ENODEV, "dispatcher shutting down");
-  if (!tpm_.available()) return make_error(ENODEV, "TPM backend is gone");
+  if (stopped_ || !tpm_.available()) return gone();
   if (open_connections_ >= rm_.options().max_connections) {
     return make_error(EMFILE, fmt::format("connection limit of {} reached", rm_.options().max_connections));
   }
@@ -70,13 +80,13 @@ void WorkerDispatcher::submit(ConnectionId id, Bytes command, Completion complet
   {
     std::lock_guard lock(mutex_);
     auto it = queues_.find(id);
-    if (!stopping_ && it != queues_.end() && !it->second.closing) {
+    if (!stopped_ && it != queues_.end() && !it->second.closing) {
       it->second.jobs.push_back(Job{std::move(command), std::move(completion)});
       schedule(id, it->second);
       wake_.notify_one();
       return;
     }
-    if (!stopping_) {
+    if (!stopped_) {
       auto shared = std::make_shared<Completion>(std::move(completion));
       tasks_.emplace_back([shared, id] {
         (*shared)(make_error(ECANCELED, fmt::format("connection {} is closed", id)));
@@ -85,13 +95,13 @@ void WorkerDispatcher::submit(ConnectionId id, Bytes command, Completion complet
       return;
     }
   }
-  completion(make_error(ECANCELED, "dispatcher shutting down"));
+  completion(gone());
 }
 
 void WorkerDispatcher::close(ConnectionId id) {
   std::lock_guard lock(mutex_);
   auto it = queues_.find(id);
-  if (it == queues_.end() || it->second.closing || stopping_) return;
+  if (it == queues_.end() || it->second.closing || stopped_) return;
   it->second.closing = true;
   // The worker skips closing queues in the ring; the task cancels what is queued and flushes the space.
   tasks_.emplace_back([this, id] {
@@ -120,7 +130,7 @@ Counters WorkerDispatcher::counters() {
       lock.unlock();
       return rm_.counters();  // called from a completion: the worker is this thread
     }
-    if (stopping_) return Counters{};
+    if (stopped_) return Counters{};
     tasks_.emplace_back([this, promise] { promise->set_value(rm_.counters()); });
   }
   wake_.notify_one();
@@ -134,7 +144,7 @@ void WorkerDispatcher::run() {
   }
   std::unique_lock lock(mutex_);
   for (;;) {
-    wake_.wait(lock, [this] { return stopping_ || !tasks_.empty() || !ring_.empty(); });
+    wake_.wait(lock, [this] { return stopped_ || !tasks_.empty() || !ring_.empty(); });
     if (!tasks_.empty()) {
       auto task = std::move(tasks_.front());
       tasks_.pop_front();
@@ -164,7 +174,7 @@ void WorkerDispatcher::run() {
       lock.lock();
       continue;
     }
-    if (stopping_) break;
+    if (stopped_) break;
   }
 }
 

@@ -24,8 +24,15 @@ class WorkerDispatcher final : public Dispatcher {
  public:
   // `tpm` must outlive the dispatcher.
   WorkerDispatcher(TpmPort& tpm, RmOptions options = {});
-  // Cancels queued commands (ECANCELED), closes every connection (flushing what it held) and joins.
+  // stop().
   ~WorkerDispatcher() override;
+
+  // Ends the worker: queued commands complete with ENODEV, every connection is closed (flushing what it held
+  // while the TPM is still reachable), then the worker thread is joined. Afterwards the object only answers:
+  // open() and submit() ENODEV, close() nothing, counters() zeros; so front-ends may keep it alive as long as
+  // they like and call it from any thread. Idempotent. Must not be called on the worker thread (from a
+  // completion), which cannot join itself.
+  void stop();
 
   Result<ConnectionId> open(const ClientInfo& client) override;
   void submit(ConnectionId id, Bytes command, Completion completion) override;
@@ -57,7 +64,7 @@ class WorkerDispatcher final : public Dispatcher {
   ConnectionId next_id_ = 1;
   std::size_t open_connections_ = 0;
   std::map<uid_t, std::size_t> connections_per_uid_;  // counted here so open() needs no trip to the worker
-  bool stopping_ = false;
+  bool stopped_ = false;  // stop() began: nothing new reaches the worker, which drains its last task and exits
   std::thread::id worker_id_;
   std::thread worker_;
 };

@@ -1,5 +1,5 @@
 // The lifetime rule: after unregister (explicit, or because the backend died) every entry point fails with
-// ENODEV and nothing touches the driver.
+// ENODEV and nothing touches the driver. A loss is a state the chip exposes (lost()), never a callback.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -50,24 +50,36 @@ TEST_F(LifetimeTest, UnregisterSendsTheRequestedShutdownThenNothing) {
   }
 }
 
-TEST_F(LifetimeTest, BackendDeathUnregistersTheChipAndCallsOnLostOnce) {
+TEST_F(LifetimeTest, BackendDeathUnregistersTheChipAndRecordsTheLoss) {
   start_swtpm();
   chip::Chip chip(open_driver_or_fail(swtpm_->spec()));
-  std::atomic<int> lost_calls{0};
-  chip.set_on_lost([&](const Error&) { ++lost_calls; });
   ASSERT_TRUE(chip.startup().ok());
+  EXPECT_TRUE(chip.registered());
+  EXPECT_FALSE(chip.lost());
   ASSERT_TRUE(chip.transmit(get_random(8)).ok());
   swtpm_->kill_hard();
   auto first = chip.transmit(get_random(8));
   ASSERT_FALSE(first.ok());
   EXPECT_TRUE(first.error().code == EPIPE || first.error().code == ENODEV) << describe(first.error());
+  EXPECT_FALSE(chip.registered()) << "unregistered before the failing call returned";
+  ASSERT_TRUE(chip.lost());
+  EXPECT_EQ(chip.lost()->code, first.error().code);
   for (int i = 0; i < 3; ++i) {
     auto later = chip.transmit(get_random(8));
     ASSERT_FALSE(later.ok());
     EXPECT_EQ(later.error().code, ENODEV);
   }
   EXPECT_FALSE(chip.registered());
-  EXPECT_EQ(lost_calls.load(), 1);
+  EXPECT_TRUE(chip.lost());
+}
+
+TEST_F(LifetimeTest, ExplicitUnregisterIsNotALoss) {
+  start_swtpm();
+  chip::Chip chip(open_driver_or_fail(swtpm_->spec()));
+  ASSERT_TRUE(chip.startup().ok());
+  chip.unregister(chip::ShutdownMode::kNone);
+  EXPECT_FALSE(chip.registered());
+  EXPECT_FALSE(chip.lost());
 }
 
 TEST_F(LifetimeTest, UnregisterRacesTransmittingThreads) {
@@ -108,8 +120,6 @@ TEST_F(LifetimeTest, UnregisterRacesTransmittingThreads) {
 TEST_F(LifetimeTest, BackendDeathUnderConcurrentTransmitsGivesEnodevToEveryoneAfter) {
   start_swtpm();
   chip::Chip chip(open_driver_or_fail(swtpm_->spec()));
-  std::atomic<int> lost_calls{0};
-  chip.set_on_lost([&](const Error&) { ++lost_calls; });
   ASSERT_TRUE(chip.startup().ok());
   constexpr int kThreads = 4;
   std::atomic<int> completed{0}, transport{0}, enodev{0}, other{0};
@@ -138,27 +148,27 @@ TEST_F(LifetimeTest, BackendDeathUnderConcurrentTransmitsGivesEnodevToEveryoneAf
   EXPECT_EQ(other.load(), 0);
   EXPECT_EQ(enodev.load(), kThreads);
   EXPECT_LE(transport.load(), 1) << "only the command in flight may see the transport error";
-  EXPECT_EQ(lost_calls.load(), 1);
+  EXPECT_TRUE(chip.lost());
   EXPECT_FALSE(chip.registered());
   auto after = chip.transmit(get_random(8));
   ASSERT_FALSE(after.ok());
   EXPECT_EQ(after.error().code, ENODEV);
 }
 
-TEST_F(LifetimeTest, StartupAfterBackendDeathIsEnodevAndOnLostFiresOnce) {
+TEST_F(LifetimeTest, StartupAfterBackendDeathIsEnodevAndTheFirstCauseStays) {
   start_swtpm();
   chip::Chip chip(open_driver_or_fail(swtpm_->spec()));
-  std::atomic<int> lost_calls{0};
-  chip.set_on_lost([&](const Error&) { ++lost_calls; });
   swtpm_->kill_hard();
   auto first = chip.startup();
   ASSERT_FALSE(first.ok());
-  EXPECT_EQ(lost_calls.load(), 1);
+  ASSERT_TRUE(chip.lost());
+  const Error cause = *chip.lost();
   auto second = chip.startup();
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.error().code, ENODEV);
   chip.unregister();
-  EXPECT_EQ(lost_calls.load(), 1) << "an explicit unregister after the loss must not call on_lost again";
+  ASSERT_TRUE(chip.lost()) << "an explicit unregister after the loss keeps the loss";
+  EXPECT_EQ(chip.lost()->message, cause.message);
 }
 
 }  // namespace

@@ -24,7 +24,7 @@ class ConnectionTest : public ::testing::Test {
     ASSERT_TRUE(swtpm_.start().ok());
     auto driver = chip::make_driver(swtpm_.spec());
     ASSERT_TRUE(driver.ok()) << describe(driver.error());
-    auto backend = daemon::Backend::start(std::move(*driver), {}, [this](const Error&) { lost_ = true; });
+    auto backend = daemon::Backend::start(std::move(*driver), {});
     ASSERT_TRUE(backend.ok()) << describe(backend.error());
     backend_ = std::move(*backend);
   }
@@ -54,7 +54,6 @@ class ConnectionTest : public ::testing::Test {
 
   testing::SwtpmProcess swtpm_;
   std::shared_ptr<daemon::Backend> backend_;
-  std::atomic<bool> lost_{false};
 };
 
 TEST_F(ConnectionTest, BlockingWriteThenPartialReadsThenEof) {
@@ -149,7 +148,8 @@ TEST_F(ConnectionTest, LateFdsGetEnodevButKeepAStoredResponse) {
   swtpm_.kill_hard();
   // The next command finds the transport broken; that command and everything after it is ENODEV.
   EXPECT_EQ(err(write(*idle, kGetRandom32)), ENODEV);
-  EXPECT_TRUE(lost_.load());
+  EXPECT_TRUE(backend_->lost()) << "the chip unregistered itself";
+  EXPECT_TRUE(backend_->gone());
   EXPECT_EQ(idle->poll(), POLLERR | POLLHUP);
   EXPECT_EQ(err(write(*idle, kGetRandom32, true)), ENODEV);
   auto r = read(*stored, 4096);

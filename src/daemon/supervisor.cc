@@ -1,0 +1,128 @@
+#include "daemon/supervisor.h"
+
+#include <spdlog/spdlog.h>
+
+#include <utility>
+
+#include "chip/driver_factory.h"
+
+namespace tpmrmd::daemon {
+
+Supervisor::Supervisor(SupervisorOptions options, EmbeddedSwtpm* swtpm) : options_(std::move(options)), swtpm_(swtpm) {}
+
+Supervisor::~Supervisor() { shutdown(chip::ShutdownMode::kNone); }
+
+Result<void> Supervisor::start() {
+  Result<void> registered = register_backend();
+  for (int attempt = 2; !registered && registered.error().code != EBUSY && attempt <= options_.first_attempts;
+       ++attempt) {
+    spdlog::warn("event=backend-register-failed attempt={} error=\"{}\"", attempt - 1, describe(registered.error()));
+    std::this_thread::sleep_for(options_.first_retry);
+    registered = register_backend();
+  }
+  if (!registered) return registered;
+  thread_ = std::thread([this] { loop(); });
+  return {};
+}
+
+Result<void> Supervisor::register_backend() {
+  if (swtpm_) {
+    if (auto r = swtpm_->start(); !r) return r;
+  }
+  auto spec = swtpm_ ? swtpm_->spec() : options_.tpm;
+  auto driver = chip::make_driver(spec);
+  if (!driver) return driver.error();
+  if (identity_check_) {
+    if (auto r = identity_check_((*driver)->identity()); !r) return r;
+  }
+  chip::ChipOptions chip_options;
+  // A freshly started emulator on a loaded (or emulated) machine can answer its first commands far later than
+  // hardware deadlines allow; it is a local process, not a bus device, so its deadlines are relaxed.
+  chip_options.duration_scale = options_.duration_scale > 0 ? options_.duration_scale : (swtpm_ ? 10.0 : 1.0);
+  auto backend = Backend::start(std::move(*driver), options_.rm, chip_options);
+  if (!backend) return backend.error();
+  std::lock_guard lock(mutex_);
+  current_ = Current{std::move(*backend), ++generations_};
+  spdlog::info("event=backend-registered generation={} backend=\"{}\" identity=\"{}\"", current_.generation,
+               current_.backend->description(), current_.backend->identity());
+  return {};
+}
+
+Result<std::shared_ptr<device::Connection>> Supervisor::open(const rm::ClientInfo& client,
+                                                            device::ConnectionOptions options) {
+  std::shared_ptr<Backend> backend;
+  {
+    std::lock_guard lock(mutex_);
+    backend = current_.backend;
+  }
+  if (!backend) return make_error(ENODEV, "no TPM backend is registered (it is being restarted)");
+  auto c = backend->open(client, options);
+  if (c) {
+    spdlog::debug("event=open pid={} uid={} gid={} connection={}", client.pid, client.uid, client.gid, (*c)->id());
+  } else {
+    spdlog::warn("event=open-failed pid={} uid={} error=\"{}\"", client.pid, client.uid, describe(c.error()));
+  }
+  return c;
+}
+
+std::uint64_t Supervisor::generation() const {
+  std::lock_guard lock(mutex_);
+  return current_.backend ? current_.generation : 0;
+}
+
+void Supervisor::shutdown(chip::ShutdownMode mode) {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  Current current;
+  {
+    std::lock_guard lock(mutex_);
+    current = std::exchange(current_, Current{});
+  }
+  if (current.backend) current.backend->stop(mode);
+  if (swtpm_) swtpm_->stop();
+}
+
+void Supervisor::loop() {
+  std::unique_lock lock(mutex_);
+  auto retry_at = std::chrono::steady_clock::now();
+  while (!stopping_) {
+    wake_.wait_for(lock, options_.poll_interval, [this] { return stopping_; });
+    if (stopping_) break;
+    const bool swtpm_died = swtpm_ && swtpm_->reap_if_exited();
+    if (swtpm_died || (current_.backend && current_.backend->gone())) {
+      Current lost = std::exchange(current_, Current{});
+      lock.unlock();
+      retire(std::move(lost), swtpm_died);
+      lock.lock();
+    }
+    if (!current_.backend && std::chrono::steady_clock::now() >= retry_at) {
+      lock.unlock();
+      auto r = register_backend();
+      lock.lock();
+      if (!r) {
+        spdlog::error("event=backend-register-failed error=\"{}\" retry_in={}ms", describe(r.error()),
+                      options_.retry_interval.count());
+        retry_at = std::chrono::steady_clock::now() + options_.retry_interval;
+      }
+    }
+  }
+}
+
+void Supervisor::retire(Current current, bool swtpm_died) {
+  if (current.backend) {
+    auto cause = current.backend->lost();
+    spdlog::error("event=backend-lost generation={} cause=\"{}\"", current.generation,
+                  cause ? describe(*cause) : (swtpm_died ? "swtpm exited" : "unregistered"));
+    current.backend->stop(chip::ShutdownMode::kNone);
+    spdlog::warn("event=backend-unregistered generation={} backend=\"{}\" open_fds=ENODEV", current.generation,
+                 current.backend->description());
+  }
+  // A lost transport to a still-running embedded swtpm: start afresh.
+  if (swtpm_ && !swtpm_died) swtpm_->stop();
+}
+
+}  // namespace tpmrmd::daemon
