@@ -1,5 +1,5 @@
 // How long a command may take before the chip cancels it: the kernel's per-command table
-// (tpm2_ordinal_duration_map; tpmrm-device-and-rm.md §2.12), 120 s for everything else.
+// (tpm2_ordinal_duration_map in the kernel's tpm2-cmd.c), 120 s for everything else.
 #pragma once
 
 #include <tss2/tss2_tpm2_types.h>

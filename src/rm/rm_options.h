@@ -19,7 +19,8 @@ struct RmOptions {
   // Re-save the oldest saved session once the context gap comes within this many saves of the TPM's limit.
   // 0 turns proactive re-gapping off (then only TPM_RC_CONTEXT_GAP triggers it).
   std::uint32_t regap_margin = 64;
-  // §3.0 error-reporting mode: false = errno (kernel-compatible), true = RM-layer rc responses.
+  // How the RM reports errors it finds in a client command: false = errno, as the kernel does; true = a 10-byte
+  // response whose rc carries the RM layer bits (0x000B0000 | TPM rc).
   bool rc_mode = false;
 };
 

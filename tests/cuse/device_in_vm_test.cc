@@ -169,7 +169,7 @@ std::vector<std::uint32_t> list_handles(int fd, std::uint32_t first) {
   return handles;
 }
 
-// --- The shared daemon for most tests: embedded swtpm, 2 s discard timeout (T-07). ---
+// --- The shared daemon for most tests: embedded swtpm, 2 s discard timeout (short for the discard test). ---
 
 class DeviceTest : public ::testing::Test {
  protected:
@@ -254,7 +254,7 @@ TEST_F(DeviceTest, AsyncGetCapabilityThroughPoll) {
   EXPECT_EQ(load_u32(r, 2), r.size());
 }
 
-// ---- SmokeTest's file-interface cases and the contract tests (spec §4.6). ----
+// ---- SmokeTest's file-interface cases and the file-interface contract (edge cases of read, write and offsets). ----
 
 TEST_F(DeviceTest, PartialReadsWithCursorThenEof) {
   UniqueFd s = open_dev(dev());
@@ -284,7 +284,7 @@ TEST_F(DeviceTest, SecondWriteWithoutReadIsEbusyAndFirstResponseSurvives) {
   EXPECT_EQ(read_all(s.get()).size(), 44u);
 }
 
-TEST_F(DeviceTest, ReadWithNothingPendingIsEofBlockingAndNonblocking) {  // T-01
+TEST_F(DeviceTest, ReadWithNothingPendingIsEofBlockingAndNonblocking) {
   UniqueFd s = open_dev(dev());
   std::uint8_t buf[64];
   EXPECT_EQ(::read(s.get(), buf, sizeof(buf)), 0);
@@ -295,7 +295,7 @@ TEST_F(DeviceTest, ReadWithNothingPendingIsEofBlockingAndNonblocking) {  // T-01
   EXPECT_EQ(p.revents, POLLOUT);
 }
 
-TEST_F(DeviceTest, ReadOfZeroBytesChangesNothing) {  // T-02
+TEST_F(DeviceTest, ReadOfZeroBytesChangesNothing) {
   UniqueFd s = open_dev(dev());
   ASSERT_EQ(write_bytes(s.get(), kGetRandom32), 12);
   std::uint8_t buf[1];
@@ -303,7 +303,7 @@ TEST_F(DeviceTest, ReadOfZeroBytesChangesNothing) {  // T-02
   EXPECT_EQ(read_all(s.get()).size(), 44u);
 }
 
-TEST_F(DeviceTest, TrailingBytesBeyondDeclaredLengthAreNotSent) {  // T-05
+TEST_F(DeviceTest, TrailingBytesBeyondDeclaredLengthAreNotSent) {
   UniqueFd s = open_dev(dev());
   Bytes c = kGetRandom32;
   c.resize(20, 0xEE);
@@ -313,7 +313,7 @@ TEST_F(DeviceTest, TrailingBytesBeyondDeclaredLengthAreNotSent) {  // T-05
   EXPECT_EQ(rc_of(r), 0u);
 }
 
-TEST_F(DeviceTest, RejectedWriteKeepsPartialRemainder) {  // T-06
+TEST_F(DeviceTest, RejectedWriteKeepsPartialRemainder) {
   UniqueFd s = open_dev(dev());
   ASSERT_EQ(write_bytes(s.get(), kGetRandom32), 12);
   std::uint8_t buf[4096];
@@ -325,7 +325,7 @@ TEST_F(DeviceTest, RejectedWriteKeepsPartialRemainder) {  // T-06
   EXPECT_EQ(::read(s.get(), buf, sizeof(buf)), 34);
 }
 
-TEST_F(DeviceTest, UnreadResponseDiscardedAfterTimeout) {  // T-07 (daemon runs with --discard-timeout 2)
+TEST_F(DeviceTest, UnreadResponseDiscardedAfterTimeout) {  // the daemon runs with --discard-timeout 2
   UniqueFd s = open_dev(dev());
   ASSERT_EQ(write_bytes(s.get(), kGetRandom32), 12);
   pollfd p{s.get(), POLLIN, 0};
@@ -341,7 +341,7 @@ TEST_F(DeviceTest, UnreadResponseDiscardedAfterTimeout) {  // T-07 (daemon runs 
   EXPECT_EQ(read_all(s.get()).size(), 44u);
 }
 
-TEST_F(DeviceTest, PositionalIoIgnoresOffsets) {  // T-08 (CUSE cannot give ESPIPE)
+TEST_F(DeviceTest, PositionalIoIgnoresOffsets) {  // CUSE cannot give ESPIPE: the offset is ignored
   UniqueFd s = open_dev(dev());
   ASSERT_EQ(::pwrite(s.get(), kGetRandom32.data(), kGetRandom32.size(), 12345), 12);
   std::uint8_t buf[4096];

@@ -1,5 +1,6 @@
 // The CRB driver through the emulated CRB device to a real swtpm: real traffic, buffer layouts, and the fault
-// cases of tis-crb.md §12.2, each followed by a command that must work again (except the fatal error bit).
+// cases F-C01..F-C14 (defined in docs/registers.md), each followed by a command that must work again (except the
+// fatal error bit).
 #include "register_fixture.h"
 
 namespace tpmrmd::testing {

@@ -1,5 +1,6 @@
 // The TIS FIFO driver through the emulated TIS device to a real swtpm: real traffic, and every fault case of
-// tis-crb.md §12.1 that the emulator can inject, each followed by a command that must work again.
+// docs/registers.md (F-T01..F-T26) that the emulator can inject, each followed by a command that must work again.
+// Test names start with the case label (FT09_ is F-T09); P-n marks the kernel pitfall a test guards against.
 #include <atomic>
 #include <thread>
 

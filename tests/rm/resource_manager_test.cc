@@ -291,8 +291,8 @@ TEST_F(SwtpmRmTest, QuotaRefusalsAreRmLayerCodesBeforeTheTpm) {
 }
 
 TEST_F(SwtpmRmTest, CommandsLoadOnlyWhatTheyName) {
-  // a client holding 3 objects and 3 sessions sends GetRandom: no context traffic at all, even after
-  // another connection pushed all of them out of the TPM.
+  // The RM loads only what a command references: a client holding 3 objects and 3 sessions sends GetRandom, and
+  // there is no context traffic at all, even after another connection pushed all of them out of the TPM.
   ConnectionId c = open(), other = open();
   for (std::uint8_t i = 0; i < 3; ++i) make_key(c, i);
   for (int i = 0; i < 3; ++i) make_policy_session(c);

@@ -86,7 +86,7 @@ std::vector<TPM2_HANDLE> SwtpmRmTest::raw_handles(TPM2_HANDLE range) {
 
 }  // namespace tpmrmd::testing
 
-// --- the one place that knows how the tis layer builds a driver from a spec string ---
+// --- the one place that knows how the chip layer builds a driver from a spec string ---
 #include "chip/driver_factory.h"
 
 namespace tpmrmd::testing {

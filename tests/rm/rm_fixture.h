@@ -17,7 +17,7 @@
 
 namespace tpmrmd::testing {
 
-// Builds the Chip for `spec` through the tis layer's driver factory and starts it up.
+// Builds the Chip for `spec` through the chip layer's driver factory and starts it up.
 std::unique_ptr<chip::Chip> start_chip(const std::string& spec);
 
 // Fault injection around a real port: the next command with a given code gets a synthesized rc instead of

@@ -1,3 +1,4 @@
+// Fault-case labels (F-Cnn) are defined in docs/registers.md.
 #include "support/emulated_crb_device.h"
 
 #include <spdlog/spdlog.h>
@@ -65,7 +66,7 @@ std::uint32_t EmulatedCrbDevice::reg_locked(std::uint32_t offset) {
     case kLocSts:
       return assigned_ ? 1 : 0;
     case kInterfaceId:
-      return 1;  // InterfaceType CRB (E-C8)
+      return 1;  // InterfaceType CRB
     case kInterfaceIdHigh:
       return std::uint32_t{options_.did} << 16 | options_.vid;
     case kCtrlReq:
@@ -94,7 +95,7 @@ std::uint32_t EmulatedCrbDevice::reg_locked(std::uint32_t offset) {
 }
 
 void EmulatedCrbDevice::start_locked() {
-  if (start_ || (idle_ && !faults_.cmd_ready_stuck)) {  // E-C10
+  if (start_ || (idle_ && !faults_.cmd_ready_stuck)) {  // START while busy or idle: counted and ignored
     ++counters_.protocol_errors;
     return;
   }
@@ -116,7 +117,7 @@ void EmulatedCrbDevice::write_reg_locked(std::uint32_t offset, std::uint32_t val
       if (value & kLocCtrlRelinquish && !faults_.assigned_stuck) assigned_ = false;
       return;
     case kCtrlReq:
-      // E-C2: the bits clear themselves at once, unless a fault keeps them set.
+      // The bits clear themselves at once, unless a fault keeps them set.
       if (value & kReqCmdReady) {
         idle_ = false;
         if (faults_.cmd_ready_stuck) ctrl_req_ |= kReqCmdReady;
@@ -132,7 +133,7 @@ void EmulatedCrbDevice::write_reg_locked(std::uint32_t offset, std::uint32_t val
       return;
     case kCtrlCancel:
       cancel_ = value & 1;
-      if (cancel_ && start_) {  // E-C5: abort; complete with TPM_RC_CANCELED
+      if (cancel_ && start_) {  // abort; complete with TPM_RC_CANCELED
         ++counters_.aborts;
         ++generation_;
         cv_.notify_all();
@@ -207,7 +208,7 @@ void EmulatedCrbDevice::finish_locked(Bytes response) {
   } else {
     std::copy(response.begin(), response.begin() + n, memory_.begin() + rsp_offset_);
   }
-  start_ = false;  // E-C3: only after the complete response is in the buffer
+  start_ = false;  // only after the complete response is in the buffer: a driver may read it as soon as START clears
 }
 
 void EmulatedCrbDevice::worker() {

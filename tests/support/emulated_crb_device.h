@@ -1,7 +1,8 @@
-// An in-process CRB device (tis-crb.md §10): locality via LOC_CTRL/LOC_STATE, self-clearing CTRL_REQ,
+// Test equipment: an in-process CRB device with locality via LOC_CTRL/LOC_STATE, self-clearing CTRL_REQ,
 // START/CANCEL/STS, address and size registers that point into its own window, and a data buffer; each
 // START forwards the whole command to a backend Driver (swtpm) asynchronously, writes the complete response and
-// only then clears START. Fault injection covers the cases of §12.2.
+// only then clears START. Fault injection covers the CRB fault cases; the F-Cnn labels on the knobs below are
+// defined in docs/registers.md.
 #pragma once
 
 #include <atomic>
@@ -35,7 +36,7 @@ struct EmulatedCrbOptions {
   std::uint16_t vid = 0x1014;
   std::uint16_t did = 0x0001;
   std::uint64_t physical_base = 0xFED40000;
-  // E-C6: one overlapping buffer at 0x80 (default), or separate command and response buffers.
+  // One overlapping buffer at 0x80 (default), or separate command and response buffers.
   bool separate_buffers = false;
   std::uint32_t command_size_override = 0;   // F-C10/F-C11: reported CMD_SIZE (0: real size)
   std::uint32_t response_size_override = 0;  // F-C10/F-C11: reported RSP_SIZE (0: real size)

@@ -1,3 +1,4 @@
+// Fault-case labels (F-Tnn) are defined in docs/registers.md.
 #include "support/emulated_tis_device.h"
 
 #include <spdlog/spdlog.h>
@@ -96,7 +97,7 @@ std::uint16_t EmulatedTisDevice::burst_locked() {
 }
 
 std::uint32_t EmulatedTisDevice::sts_locked(int locality) {
-  if (active_ != locality) return 0xFFFFFFFF;  // real parts commonly read all-ones without the locality (§6.4)
+  if (active_ != locality) return 0xFFFFFFFF;  // real parts commonly read all-ones without the locality
   std::uint8_t b0 = kStsValid;
   switch (state_) {
     case State::kIdle:
@@ -114,7 +115,8 @@ std::uint32_t EmulatedTisDevice::sts_locked(int locality) {
       if (expect_stuck_now_) b0 |= kStsExpect;
       break;
     case State::kExecution:
-      // E-T9: never 0x40; 0x00 for Winbond, whose driver rule treats 0x80 and 0xC0 as "canceled".
+      // Never 0x40, which the kernel's default rule reads as "canceled"; 0x00 for Winbond, whose vendor rule
+      // treats 0x80 and 0xC0 as "canceled".
       if (options_.vid == kVidWinbond) b0 = 0x00;
       break;
     case State::kCompletion:
@@ -294,7 +296,7 @@ std::uint32_t EmulatedTisDevice::read32(std::uint32_t offset) {
         case kIntfCaps:
           return kIntfCapsValue;
         case kInterfaceId:
-          return 0;  // interface type 0: FIFO (E-T13)
+          return 0;  // interface type 0: FIFO
         case kDidVid:
           return std::uint32_t{options_.did} << 16 | options_.vid;
         default:
@@ -306,7 +308,7 @@ std::uint32_t EmulatedTisDevice::read32(std::uint32_t offset) {
       return 0xFFFFFFFF;
     }
   }
-  // Byte registers and the FIFO: a multi-byte access moves consecutive bytes (E-T12).
+  // Byte registers and the FIFO: a multi-byte access moves consecutive bytes, as a byte stream would.
   std::uint32_t v = 0;
   for (int i = 0; i < 4; ++i) {
     const std::uint32_t r = offset % kLocalityWindow;
@@ -389,7 +391,7 @@ void EmulatedTisDevice::worker() {
     lock.lock();
     if (!response) {
       // The device stays in Execution: a driver sees a command that never completes, and the transport
-      // failure through alive() (§6.3).
+      // failure through alive(), as with a real device whose transport broke.
       spdlog::warn("emulated tis: backend failed: {}", describe(response.error()));
       continue;
     }

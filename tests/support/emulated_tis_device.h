@@ -1,6 +1,7 @@
-// An in-process TIS FIFO device: the register semantics of tis-crb.md §6 (locality protocol, the PTP state
-// machine, burstCount, Expect, dataAvail, responseRetry, commandReady aborts) in front of a backend Driver
-// (swtpm) that executes each whole command asynchronously. Fault injection covers the cases of §12.1.
+// Test equipment: an in-process TIS FIFO device with the register behaviour a kernel-style driver relies on
+// (locality protocol, the PTP state machine, burstCount, Expect, dataAvail, responseRetry, commandReady aborts) in
+// front of a backend Driver (swtpm) that executes each whole command asynchronously. Fault injection covers the
+// TIS fault cases; the F-Tnn labels on the knobs below are defined in docs/registers.md.
 //
 // Thread-safe: register accesses and the backend worker share one mutex.
 #pragma once
@@ -41,7 +42,7 @@ struct EmulatedTisFaults {
 };
 
 struct EmulatedTisOptions {
-  std::uint16_t vid = 0x1014;  // outside the kernel's quirk list (E-T11)
+  std::uint16_t vid = 0x1014;  // no VID the kernel has a quirk for, so the default device gets the plain rules
   std::uint16_t did = 0x0001;
   std::uint8_t rid = 0x01;
   std::uint64_t physical_base = 0xFED40000;
@@ -53,7 +54,7 @@ struct EmulatedDeviceCounters {
   std::uint64_t accesses = 0;         // every register access, reads and writes
   std::uint64_t commands = 0;         // whole commands forwarded to the backend
   std::uint64_t aborts = 0;           // commands aborted by commandReady/cancel while executing
-  std::uint64_t protocol_errors = 0;  // accesses a correct driver never makes (§6.4)
+  std::uint64_t protocol_errors = 0;  // accesses a correct driver never makes (ignored by the device, but counted)
   std::uint64_t response_retries = 0;
 };
 

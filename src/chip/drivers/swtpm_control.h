@@ -1,4 +1,5 @@
-// Client of swtpm's control channel (peers.md §5.2): big-endian u32 command, u32 result first in every reply.
+// Client of swtpm's control channel (the protocol of swtpm's tpm_ioctl.h): big-endian u32 command, u32 result first
+// in every reply.
 #pragma once
 
 #include <cstdint>

@@ -1,3 +1,4 @@
+// Fault-case labels (F-Cnn) are defined in docs/registers.md.
 #include "chip/registers/crb_driver.h"
 
 #include <spdlog/spdlog.h>
@@ -37,7 +38,7 @@ Result<std::unique_ptr<CrbDriver>> CrbDriver::open(std::shared_ptr<RegisterBus> 
   d->vid_ = static_cast<std::uint16_t>(vid_did);
   d->did_ = static_cast<std::uint16_t>(vid_did >> 16);
   if (auto r = d->request_locality(); !r) return make_error(r.error().code, "CRB probe: " + r.error().message);
-  // C-2: some parts lose the buffer registers while idle, so read them only after cmdReady.
+  // Some parts lose the buffer registers while idle, so read them only after cmdReady.
   auto mapped = d->control_request(kReqCmdReady, "cmdReady");
   if (mapped) mapped = d->map_buffers();
   (void)d->control_request(kReqGoIdle, "goIdle");
@@ -54,7 +55,7 @@ Result<void> CrbDriver::map_buffers() {
   std::uint32_t cmd_size = bus_->read32(kCmdSize);
   const std::uint64_t rsp_pa = std::uint64_t{bus_->read32(kRspPa + 4)} << 32 | bus_->read32(kRspPa);
   std::uint32_t rsp_size = bus_->read32(kRspSize);
-  // C-3: trust nothing the firmware reports. Buffers must lie in the window we mapped.
+  // Trust nothing the firmware reports: buffers must lie in the window we mapped.
   auto place = [&](const char* what, std::uint64_t pa, std::uint32_t& size, std::uint32_t& offset) -> Result<void> {
     if (pa < base + kDataBuffer || pa >= base + bus_->size()) {
       return make_error(EINVAL, std::string(what) + " buffer at " + hex(pa) + " lies outside the mapped window " +
@@ -141,7 +142,8 @@ Result<Bytes> CrbDriver::read_response() {
     failed_ = true;  // fatal until the device is reset (F-C07)
     return make_error(EIO, "CRB CTRL_STS.error is set: the TPM reported a fatal error");
   }
-  // C-7: the header as two 32-bit reads; C-8: the response stays in the buffer, so a bad header is re-read once.
+  // The header as two 32-bit reads (the bus has no 64-bit access). The response stays in the buffer until the next
+  // command, so a bad header is worth one re-read before failing.
   std::uint8_t header[8];
   std::uint32_t expected = 0;
   for (int attempt = 0; attempt < 2; ++attempt) {
@@ -175,7 +177,7 @@ Result<Bytes> CrbDriver::run(ByteSpan command, std::chrono::milliseconds timeout
   if (bus_->read32(kCtrlStart) & 1) {  // a command we gave up on is still running: stop it first
     if (auto quiet = cancel(); !quiet) return make_error(ETIME, "device still busy with an earlier command: " + quiet.error().message);
   }
-  bus_->write32(kCtrlCancel, 0);  // C-4
+  bus_->write32(kCtrlCancel, 0);  // a stale CANCEL=1 would make this command look cancelled at once
   bus_->write_block(cmd_offset_, command);
   bus_->write32(kCtrlStart, 1);
   const auto deadline = std::min(Clock::now() + timeout, exchange_deadline_);

@@ -1,7 +1,9 @@
-// Userspace CRB driver (start method 7: register start, polling) over a RegisterBus. Follows tpm_crb
-// (tis-crb.md §8) with the caveats of §9: cmdReady before reading the buffer registers at probe (C-2), sizes
-// clamped to the mapped window and overlapping buffers checked (C-3), CANCEL cleared before every start (C-4),
-// one re-read of a bad response header (C-8). CTRL_STS.error marks the device failed (F-C07).
+// Userspace CRB driver (start method 7: register start, polling) over a RegisterBus. Follows the kernel's tpm_crb
+// flows, hardened where firmware and parts are known to misbehave: cmdReady before reading the buffer registers at
+// probe (some parts lose them while idle), sizes clamped to the mapped window and overlapping buffers checked (the
+// firmware's values are not trusted), CANCEL cleared before every start (a stale 1 would cancel the next command),
+// one re-read of a bad response header. CTRL_STS.error marks the device failed (fault case F-C07 in
+// docs/registers.md).
 #pragma once
 
 #include <chrono>

@@ -1,3 +1,4 @@
+// Pitfall labels (P-n) are defined in docs/registers.md.
 #include "chip/registers/tis_fifo_driver.h"
 
 #include <spdlog/spdlog.h>

@@ -1,8 +1,9 @@
 // Userspace TIS FIFO driver (PTP FIFO interface) over a RegisterBus, polling only. Follows the kernel's
-// tpm_tis_core flows (tis-crb.md §4) without its pitfalls (§5): one error table decides retries (P-1), one
-// burstCount deadline (P-2), device timeouts are ETIME (P-3), an invalid status means "locality lost" and fails
-// at once (P-4), a command counts as cancelled only after our own cancel (P-5), and every exchange is bounded by
-// its duration plus a transport allowance (P-6).
+// tpm_tis_core flows for locality, send, completion and receive, but avoids the kernel's pitfalls (labels P-1..P-6,
+// defined in docs/registers.md): one error table decides retries (P-1), one burstCount deadline (P-2), device
+// timeouts are ETIME (P-3), an invalid status means "locality lost" and fails at once (P-4), a command counts as
+// cancelled only after our own cancel (P-5), and every exchange is bounded by its duration plus a transport
+// allowance (P-6).
 #pragma once
 
 #include <chrono>
@@ -43,7 +44,8 @@ inline constexpr std::uint8_t kStsResponseRetry = 0x02;
 inline constexpr std::uint8_t kStsMustBeZero = 0x23;
 inline constexpr std::uint32_t kStsCommandCancel = 1u << 24;
 
-// Vendor IDs with kernel quirks (§2.6).
+// Vendor IDs the kernel gives special treatment: Intel (iTPM Expect workaround), Winbond and STM (own "canceled"
+// status values), Atmel (TPM 1.2 status polling), Infineon (stsValid timeouts retried).
 inline constexpr std::uint16_t kVidIntel = 0x8086;
 inline constexpr std::uint16_t kVidWinbond = 0x1050;
 inline constexpr std::uint16_t kVidStm = 0x104A;
