@@ -256,7 +256,7 @@ Result<void> Chip::read_info_locked() {
   info.context_gap_max = get(TPM2_PT_CONTEXT_GAP_MAX, 0xFFFF);
   info.total_commands = get(TPM2_PT_TOTAL_COMMANDS, 0);
 
-  // The command table, page by page. Bounded however the TPM answers: a bounded number of pages, counts
+  // The command table, page by page. Bounded however the TPM answers: a bounded number of pages, counts
   // must fit the page, and only entries above the last one kept are taken (a page that repeats or goes back
   // adds nothing and ends the loop), so the table stays sorted and free of duplicates.
   std::vector<tpm::CommandAttributes> commands;
