@@ -18,7 +18,12 @@ struct Counters {
   std::uint64_t context_loads = 0;    // TPM2_ContextLoad issued by the RM
   std::uint64_t context_saves = 0;    // TPM2_ContextSave issued by the RM
   std::uint64_t flushes = 0;          // TPM2_FlushContext issued by the RM
-  std::uint64_t evictions = 0;        // contexts saved+flushed to make room
+  std::uint64_t evictions = 0;        // contexts saved+flushed to make room (drift evictions included)
+  // Objects evicted before a command that may flush transients behind the RM (TPMA_CC extensive, or flushed
+  // without naming a transient), so that no slot the RM believes occupied can be emptied by it.
+  std::uint64_t drift_evictions = 0;
+  // The TPM put an object in a slot the RM believed held another: the older mapping was stale.
+  std::uint64_t physical_collisions = 0;
   std::uint64_t regaps = 0;           // saved sessions reloaded+resaved to close a context gap
   std::uint64_t refusals = 0;         // client commands refused by the RM
   std::uint64_t connections_open = 0;

@@ -4,7 +4,10 @@ namespace tpmrmd::rm {
 
 ObjectId ObjectTable::add(ObjectEntry entry) {
   ObjectId id = next_id_++;
+  const std::optional<TPM2_HANDLE> physical = entry.physical;
+  entry.physical.reset();
   entries_.emplace(id, std::move(entry));
+  if (physical) set_physical(id, physical);
   return id;
 }
 
@@ -18,12 +21,31 @@ const ObjectEntry* ObjectTable::find(ObjectId id) const {
   return it == entries_.end() ? nullptr : &it->second;
 }
 
-void ObjectTable::erase(ObjectId id) { entries_.erase(id); }
+void ObjectTable::erase(ObjectId id) {
+  auto it = entries_.find(id);
+  if (it == entries_.end()) return;
+  if (it->second.physical) by_physical_.erase(*it->second.physical);
+  entries_.erase(it);
+}
 
-std::size_t ObjectTable::resident_count() const {
-  std::size_t n = 0;
-  for (const auto& [id, e] : entries_) n += e.resident() ? 1 : 0;
-  return n;
+std::optional<ObjectId> ObjectTable::set_physical(ObjectId id, std::optional<TPM2_HANDLE> physical) {
+  ObjectEntry& entry = entries_.at(id);
+  if (entry.physical == physical) return std::nullopt;
+  if (entry.physical) by_physical_.erase(*entry.physical);
+  entry.physical = physical;
+  if (!physical) return std::nullopt;
+  auto [it, inserted] = by_physical_.try_emplace(*physical, id);
+  if (inserted) return std::nullopt;
+  const ObjectId displaced = it->second;
+  entries_.at(displaced).physical.reset();
+  it->second = id;
+  return displaced;
+}
+
+std::optional<ObjectId> ObjectTable::find_physical(TPM2_HANDLE physical) const {
+  auto it = by_physical_.find(physical);
+  if (it == by_physical_.end()) return std::nullopt;
+  return it->second;
 }
 
 std::optional<ObjectId> ObjectTable::lru_victim(const std::set<ObjectId>& pinned, std::uint64_t tick) const {

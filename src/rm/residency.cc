@@ -48,6 +48,34 @@ bool Residency::flush(TPM2_HANDLE handle) {
   return true;
 }
 
+RmResult<void> Residency::evict_all_but(const Pins& pins) {
+  std::size_t pinned_resident = 0;
+  for (ObjectId id : pins.objects) pinned_resident += objects_.find(id)->resident() ? 1 : 0;
+  while (objects_.resident_count() > pinned_resident) {
+    if (!evict_object(pins.objects)) {
+      return RmError::refused(EBUSY, kRmLayer | TPM2_RC_RETRY,
+                              "an object could not be evicted before a command that may flush it");
+    }
+    ++counters_.drift_evictions;
+  }
+  return {};
+}
+
+void Residency::place(ObjectId id, TPM2_HANDLE physical) {
+  const auto stale = objects_.set_physical(id, physical);
+  if (!stale) return;
+  ObjectEntry* old = objects_.find(*stale);
+  // Only a context that describes the object as it was loaded may stand in for it; anything else (never
+  // saved, a sequence object used since) is lost with the slot.
+  if (!old->context_current || old->context.empty()) old->dead = true;
+  ++counters_.physical_collisions;
+  spdlog::error(
+      "rm: the TPM put an object of connection {} in 0x{:08x}, where the RM believed connection {}'s object "
+      "(virtual 0x{:08x}) loaded: that mapping was stale and is dropped ({})",
+      objects_.find(id)->owner, physical, old->owner, old->vhandle,
+      old->dead ? "the object is lost" : "it will be reloaded from its context");
+}
+
 RmResult<void> Residency::make_resident(const Pins& pins, Creates creates) {
   std::size_t need_objects = creates == Creates::kObject ? 1 : 0;
   for (ObjectId id : pins.objects) need_objects += objects_.find(id)->resident() ? 0 : 1;
@@ -57,9 +85,26 @@ RmResult<void> Residency::make_resident(const Pins& pins, Creates creates) {
   for (TPM2_HANDLE h : pins.sessions) need_sessions += sessions_.find(h)->resident ? 0 : 1;
   while (sessions_.resident_count() + need_sessions > session_capacity_ && evict_session(pins.sessions)) {
   }
+  // A load can land in a slot the RM believed held another pinned object (a stale mapping, see place()):
+  // that one is then no longer resident, so go round again. Each pass loads at least one object.
+  for (std::size_t pass = 0; pass <= pins.objects.size(); ++pass) {
+    bool all_resident = true;
+    for (ObjectId id : pins.objects) {
+      const ObjectEntry* o = objects_.find(id);
+      if (o->resident()) continue;
+      all_resident = false;
+      if (o->dead) {
+        return RmError::refused(EINVAL, kRmLayer | TPM2_RC_HANDLE | TPM2_RC_1,
+                                fmt::format("the object behind 0x{:08x} was lost from the TPM", o->vhandle));
+      }
+      if (auto loaded = load_object(id, pins); !loaded) return loaded;
+    }
+    if (all_resident) break;
+  }
   for (ObjectId id : pins.objects) {
     if (objects_.find(id)->resident()) continue;
-    if (auto loaded = load_object(id, pins); !loaded) return loaded;
+    return RmError::refused(EIO, kRmLayer | TPM2_RC_HANDLE | TPM2_RC_1,
+                            "the TPM keeps handing out slots the RM believed occupied");
   }
   for (TPM2_HANDLE h : pins.sessions) {
     const SessionEntry* s = sessions_.find(h);
@@ -104,12 +149,19 @@ RmResult<void> Residency::load_object(ObjectId id, const Pins& pins) {
     if (!loaded) return loaded.error();
     const auto [rc, h] = *loaded;
     if (rc == TPM2_RC_SUCCESS) {
-      o->physical = h;
       o->context_current = true;
+      place(id, h);
       return {};
     }
     if (is_object_memory(rc) && evict_object(pins.objects)) continue;
     const TPM2_HANDLE vh = o->vhandle;
+    if (tpm::rc_base(rc) == TPM2_RC_HIERARCHY) {
+      // Its hierarchy is disabled. Disabling keeps the hierarchy's proof, so the context loads again once the
+      // hierarchy is re-enabled: refuse, but keep the object.
+      return RmError::refused(
+          EINVAL, kRmLayer | TPM2_RC_HIERARCHY | TPM2_RC_1,
+          fmt::format("the object behind 0x{:08x} is in a disabled hierarchy ({})", vh, tpm::rc_name(rc)));
+    }
     if (is_gone(rc)) {
       o->dead = true;
       return RmError::refused(
@@ -164,7 +216,7 @@ bool Residency::evict_object(const std::set<ObjectId>& pinned) {
       auto rc = tpm::response_code(*resp);
       if (rc && is_gone(*rc)) {
         // The TPM no longer has it (something ended it behind the RM's back): the slot is free anyway.
-        o->physical.reset();
+        objects_.set_physical(*victim, std::nullopt);
         o->dead = true;
         ++counters_.evictions;
         return true;
@@ -186,7 +238,7 @@ bool Residency::evict_object(const std::set<ObjectId>& pinned) {
       o->unevictable_tick = clock_;
       continue;
     }
-    o->physical.reset();
+    objects_.set_physical(*victim, std::nullopt);
     ++counters_.evictions;
     return true;
   }

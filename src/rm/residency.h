@@ -57,6 +57,18 @@ class Residency {
   // what the command `creates`. An object whose context no longer loads is marked dead; a session is forgotten.
   RmResult<void> make_resident(const Pins& pins, Creates creates);
 
+  // Before a command that may flush transients without the RM knowing which (a hierarchy disabled or its proof
+  // changed): evicts every resident object of every connection that `pins` does not name, so that nothing the
+  // RM believes loaded can be dropped behind it. Refused (nothing sent for the command) if one cannot be
+  // evicted.
+  RmResult<void> evict_all_but(const Pins& pins);
+
+  // Records that the TPM has put object `id` in slot `physical`. The TPM hands out free slots only, so another
+  // entry the RM believed there is stale (its object was dropped behind the RM): it is no longer resident,
+  // it stays reloadable if its context is current (the TPM's integrity check decides whether it still loads)
+  // and is dead otherwise. Logged and counted as a physical collision; never resolves to the new object.
+  void place(ObjectId id, TPM2_HANDLE physical);
+
   // The TPM answered a client command with `rc`. If it is a resource warning the RM can relieve (object or
   // session memory, session handles, context gap), does so and returns true: the command is worth resending.
   // `regapped` limits the re-gap to once per command.

@@ -112,6 +112,13 @@ Result<Bytes> ResourceManager::run(Space& space, const Plan& plan, ByteSpan comm
   const std::size_t bound = residency_.objects().size() + residency_.sessions().size() + 2;
   bool regapped = false;
   Bytes response;
+  const tpm::CommandAttributes attributes = plan.cmd.attributes;
+  if (attributes.extensive() || (attributes.flushes() && plan.pins.objects.empty())) {
+    // The TPM may flush transients the command does not name (a hierarchy disabled, a proof changed). Saved
+    // contexts of the lost objects then fail to load cleanly; a slot the RM still believed occupied would
+    // instead be handed to someone else while the RM maps the old owner's handle to it.
+    if (auto evicted = residency_.evict_all_but(plan.pins); !evicted) return answer(space, evicted.error());
+  }
   for (std::size_t attempt = 0; attempt < bound; ++attempt) {
     if (auto resident = residency_.make_resident(plan.pins, plan.creates); !resident) {
       return answer(space, resident.error());
@@ -172,7 +179,6 @@ void ResourceManager::map_new_handle(Space& space, const Plan& plan, ByteSpan co
   if (is_transient(h)) {
     ObjectEntry entry;
     entry.owner = space.id;
-    entry.physical = h;
     entry.last_use = residency_.now();
     if (cmd.code == TPM2_CC_ContextLoad) {
       // The client's blob is exactly what is now loaded, so evicting it needs no ContextSave.
@@ -180,6 +186,7 @@ void ResourceManager::map_new_handle(Space& space, const Plan& plan, ByteSpan co
       entry.context_current = tpm::parse_context(entry.context).has_value();
     }
     ObjectId id = objects.add(std::move(entry));
+    residency_.place(id, h);
     auto vh = space.objects.allocate(id);
     if (!vh) {
       // Unreachable with any sane object limit; keep the TPM clean and say so rather than abort.
