@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <future>
+#include <memory>
 
 #include "daemon/backend.h"
 #include "support/swtpm_process.h"
@@ -102,15 +104,18 @@ TEST_F(ConnectionTest, OnlyTheDeclaredLengthIsSent) {
 
 TEST_F(ConnectionTest, NonblockingWriteSignalsCompletionAndReportsErrorsOnRead) {
   auto c = open();
-  std::promise<void> ready;
-  std::atomic<bool> fired{false};
-  c->set_on_ready([&] {
-    if (!fired.exchange(true)) ready.set_value();
+  // Shared, not on this stack: the worker may still hold the connection (and call on_ready, e.g. when the
+  // backend stops in TearDown) after this test body has returned.
+  auto ready = std::make_shared<std::promise<void>>();
+  auto fired = std::make_shared<std::atomic<bool>>(false);
+  auto ready_future = ready->get_future();
+  c->set_on_ready([ready, fired] {
+    if (!fired->exchange(true)) ready->set_value();
   });
   auto w = write(*c, kFlushBogus, /*nonblocking=*/true);
   ASSERT_TRUE(w.ok());
   EXPECT_EQ(*w, 14u);
-  ASSERT_EQ(ready.get_future().wait_for(60s), std::future_status::ready);
+  ASSERT_EQ(ready_future.wait_for(60s), std::future_status::ready);
   EXPECT_EQ(c->poll(), POLLIN | POLLRDNORM);
   EXPECT_EQ(err(write(*c, kGetRandom32)), EBUSY) << "ERROR state refuses writes until read";
   auto r = read(*c, 4096, true);
