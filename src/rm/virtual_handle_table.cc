@@ -3,11 +3,11 @@
 namespace tpmrmd::rm {
 
 std::optional<TPM2_HANDLE> VirtualHandleTable::allocate(ObjectId object) {
-  constexpr std::uint64_t kRange = std::uint64_t{kLastVirtualHandle} - kFirstVirtualHandle + 1;
-  if (map_.size() >= kRange) return std::nullopt;
-  for (std::uint64_t tries = 0; tries < kRange; ++tries) {
+  const std::uint64_t range = std::uint64_t{last_} - kFirstVirtualHandle + 1;
+  if (map_.size() >= range) return std::nullopt;
+  for (std::uint64_t tries = 0; tries < range; ++tries) {
     TPM2_HANDLE candidate = next_;
-    next_ = candidate == kLastVirtualHandle ? kFirstVirtualHandle : candidate + 1;
+    next_ = candidate == last_ ? kFirstVirtualHandle : candidate + 1;
     if (map_.emplace(candidate, object).second) return candidate;
   }
   return std::nullopt;

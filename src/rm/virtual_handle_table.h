@@ -20,7 +20,12 @@ using ObjectId = std::uint64_t;
 
 class VirtualHandleTable {
  public:
-  // Returns the new virtual handle, or nullopt when all 2^24 handles are live.
+  // Every connection gets the whole transient range (2^24 handles); a smaller `range` (from 0x80000000 on)
+  // is for exercising the wrap without allocating 2^24 handles.
+  static constexpr std::uint32_t kFullRange = kLastVirtualHandle - kFirstVirtualHandle + 1;
+  explicit VirtualHandleTable(std::uint32_t range = kFullRange) : last_(kFirstVirtualHandle + (range - 1)) {}
+
+  // Returns the new virtual handle, or nullopt when every handle of the range is live.
   std::optional<TPM2_HANDLE> allocate(ObjectId object);
   std::optional<ObjectId> find(TPM2_HANDLE vhandle) const;
   bool erase(TPM2_HANDLE vhandle);
@@ -33,6 +38,7 @@ class VirtualHandleTable {
 
  private:
   std::map<TPM2_HANDLE, ObjectId> map_;  // ordered: GetCapability walks it
+  TPM2_HANDLE last_;
   TPM2_HANDLE next_ = kFirstVirtualHandle;
 };
 

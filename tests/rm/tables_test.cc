@@ -21,17 +21,24 @@ TEST(VirtualHandleTable, AllocatesAscendingFrom0x80000000AndNeverReuses) {
   EXPECT_TRUE(t.handles_from(0x80000003u).empty());
 }
 
-// A long-lived connection that has created 2^24 objects: the counter wraps and skips handles still live.
+// The counter wraps at the end of the range and skips handles still live; a full range refuses.
 TEST(VirtualHandleTable, WrapsAndSkipsLiveHandles) {
-  VirtualHandleTable t;
+  VirtualHandleTable t(4);  // 0x80000000..0x80000003
   EXPECT_EQ(t.allocate(1), 0x80000000u);
   EXPECT_EQ(t.allocate(2), 0x80000001u);
-  for (TPM2_HANDLE expected = 0x80000002u; expected != 0; expected = expected == 0x80FFFFFFu ? 0 : expected + 1) {
-    auto h = t.allocate(3);
-    ASSERT_EQ(h, expected);
-    t.erase(*h);
-  }
-  EXPECT_EQ(t.allocate(4), 0x80000002u);  // wrapped past the two live ones
+  EXPECT_EQ(t.allocate(3), 0x80000002u);
+  t.erase(0x80000002u);
+  EXPECT_EQ(t.allocate(4), 0x80000003u);
+  EXPECT_EQ(t.allocate(5), 0x80000002u);  // wrapped past the two live ones
+  EXPECT_FALSE(t.allocate(6));           // all four live
+  t.erase(0x80000000u);
+  EXPECT_EQ(t.allocate(7), 0x80000000u);
+}
+
+TEST(VirtualHandleTable, TheDefaultRangeIsTheWholeTransientRange) {
+  EXPECT_EQ(VirtualHandleTable::kFullRange, 0x01000000u);
+  VirtualHandleTable t;
+  EXPECT_EQ(t.allocate(1), 0x80000000u);
 }
 
 TEST(ObjectTable, LruVictimSkipsPinnedSavedAndUnevictable) {
