@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <latch>
 #include <memory>
 #include <set>
 #include <thread>
@@ -568,16 +569,17 @@ TEST_F(FakeRmTest, DispatcherServesConnectionsOnSeveralThreads) {
   constexpr int kThreads = 4;
   std::vector<std::thread> threads;
   std::vector<int> failures(kThreads, 0);
+  // All four keys exist before any is used or closed, however the threads are scheduled: eviction is certain.
+  std::latch all_created(kThreads);
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       auto id = dispatcher.open(rm::ClientInfo{0, 0, 0});
-      if (!id) {
-        ++failures[t];
-        return;
-      }
-      auto created = dispatcher.execute(*id, create_primary(TPM2_RH_OWNER, static_cast<std::uint8_t>(t)));
+      auto created = id ? dispatcher.execute(*id, create_primary(TPM2_RH_OWNER, static_cast<std::uint8_t>(t)))
+                        : Result<Bytes>(id.error());
+      all_created.arrive_and_wait();
       if (!created || rc_of(*created) != TPM2_RC_SUCCESS) {
         ++failures[t];
+        if (id) dispatcher.close(*id);
         return;
       }
       std::optional<std::uint64_t> first;
