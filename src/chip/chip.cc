@@ -96,7 +96,15 @@ Result<Bytes> Chip::transmit(ByteSpan command) {
                                    std::to_string(info_.max_command_size));
     }
     result = transmit_locked(command);
-    if (driver_->alive()) return result;
+    if (result && header->code != TPM2_CC_Startup && tpm::parse_response_header(*result)->rc == TPM2_RC_INITIALIZE) {
+      {
+        std::lock_guard lock(counters_mutex_);
+        ++counters_.resets_seen;
+      }
+      result = make_error(ENODEV, "the TPM was reset behind the daemon (it answers TPM_RC_INITIALIZE)");
+    } else if (driver_->alive()) {
+      return result;
+    }
   }
   std::unique_lock ops(ops_lock_);
   if (driver_) drop_driver_locked(result ? make_error(EPIPE, "transport broke") : result.error());
@@ -118,7 +126,18 @@ Result<Bytes> Chip::transmit_locked(ByteSpan command) {
           std::lock_guard lock(counters_mutex_);
           ++counters_.timeouts;
         }
-        if (driver_->alive()) flush_late_response(code);
+        if (driver_->alive() && options_.return_late_responses) {
+          if (auto late = driver_->take_late_response(); late && tpm::response_code(*late)) {
+            auto header = tpm::parse_response_header(*late);
+            if (header && header->size == late->size()) {
+              std::lock_guard lock(counters_mutex_);
+              ++counters_.late_returned;
+              return std::move(*late);
+            }
+          }
+        } else if (driver_->alive()) {
+          flush_late_response(code);
+        }
       }
       return response;
     }

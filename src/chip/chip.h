@@ -36,6 +36,10 @@ struct ChipOptions {
   // RETRY/TESTING/YIELDED back-off: first sleep and the cap past which the chip gives up (kernel: 20/2000 ms).
   std::chrono::milliseconds retry_initial_delay{20};
   std::chrono::milliseconds retry_max_delay{2000};
+  // A command past its deadline whose response the driver still drained (the cancel came too late) did run.
+  // false: the caller gets ETIME and the chip flushes what the command created. true: the caller gets that
+  // response, as if it had come in time (the RM, which keeps its tables in step with every response).
+  bool return_late_responses = false;
 };
 
 struct ChipCounters {
@@ -43,6 +47,8 @@ struct ChipCounters {
   std::uint64_t retries = 0;      // resends after RETRY/TESTING/YIELDED
   std::uint64_t timeouts = 0;     // deadlines hit (cancelled)
   std::uint64_t late_flushes = 0; // objects/sessions created by a cancelled command and flushed
+  std::uint64_t late_returned = 0; // responses drained after a deadline and returned (return_late_responses)
+  std::uint64_t resets_seen = 0;  // the TPM answered TPM_RC_INITIALIZE while serving: reset behind the daemon
   std::uint64_t power_ons = 0;    // the driver initialised an uninitialised TPM (swtpm CMD_INIT)
   std::uint64_t startups = 0;     // TPM2_Startup(CLEAR) sent because the TPM answered TPM_RC_INITIALIZE
 };
@@ -61,7 +67,9 @@ class Chip {
   // Valid after a successful startup().
   const tpm::TpmInfo& info() const { return info_; }
 
-  // Sends one whole command. Thread-safe; commands are serialised.
+  // Sends one whole command. Thread-safe; commands are serialised. A TPM that answers TPM_RC_INITIALIZE after
+  // start-up was reset behind the daemon: nothing it held before exists, so the chip unregisters itself (the
+  // caller gets ENODEV) and whoever supervises it starts a new generation.
   Result<Bytes> transmit(ByteSpan command);
 
   // Waits for the command in flight, sends TPM2_Shutdown(mode) unless kNone, then drops the driver. Later

@@ -22,8 +22,13 @@ struct Counters {
   // Objects evicted before a command that may flush transients behind the RM (TPMA_CC extensive, or flushed
   // without naming a transient), so that no slot the RM believes occupied can be emptied by it.
   std::uint64_t drift_evictions = 0;
-  // The TPM put an object in a slot the RM believed held another: the older mapping was stale.
+  // The TPM put an object in a slot (or gave a session handle) the RM believed another's: the older entry was stale.
   std::uint64_t physical_collisions = 0;
+  // Comparisons of the RM's picture with the TPM's handle lists after a command's outcome went unseen, and the
+  // entries they corrected.
+  std::uint64_t reconciliations = 0;
+  std::uint64_t reconciled_entries = 0;
+  std::uint64_t leftovers_flushed = 0;  // handles an earlier user left in the TPM, flushed at start-up
   std::uint64_t regaps = 0;           // saved sessions reloaded+resaved to close a context gap
   std::uint64_t refusals = 0;         // client commands refused by the RM
   std::uint64_t connections_open = 0;

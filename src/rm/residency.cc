@@ -34,7 +34,18 @@ Residency::Residency(TpmPort& tpm, const RmOptions& options, Counters& counters)
 
 Result<Bytes> Residency::send(ByteSpan command, std::uint64_t Counters::*counter) {
   ++(counters_.*counter);
-  return tpm_.transmit(command);
+  auto resp = tpm_.transmit(command);
+  // E2BIG is the chip's refusal to send at all; ENODEV ends the generation: neither leaves anything unknown.
+  if (!resp && resp.error().code != E2BIG && tpm_.available()) {
+    mark_unverified(fmt::format("command 0x{:x} failed after it was sent: {}",
+                                command.size() >= 10 ? tpm::load_u32(command, 6) : 0u, describe(resp.error())));
+  }
+  return resp;
+}
+
+void Residency::mark_unverified(std::string_view why) {
+  if (!unverified_) spdlog::warn("rm: the TPM's state is unverified until reconciled ({})", why);
+  unverified_ = true;
 }
 
 bool Residency::flush(TPM2_HANDLE handle) {

@@ -16,12 +16,14 @@
 
 #include <cstdint>
 #include <set>
+#include <string_view>
 
 #include "rm/counters.h"
 #include "rm/object_table.h"
 #include "rm/rm_error.h"
 #include "rm/rm_options.h"
 #include "rm/session_table.h"
+#include "rm/tpm_handles.h"
 #include "rm/tpm_port.h"
 #include "util/bytes.h"
 
@@ -74,8 +76,25 @@ class Residency {
   // `regapped` limits the re-gap to once per command.
   bool relieve(TPM2_RC rc, const Pins& pins, bool& regapped);
 
-  // Sends a command on behalf of `counter`'s kind of traffic.
+  // Sends a command on behalf of `counter`'s kind of traffic. A transport error while the TPM is still there
+  // (a deadline, a response that never came or made no sense) leaves unknown what the command did: the RM's
+  // picture is then unverified.
   Result<Bytes> send(ByteSpan command, std::uint64_t Counters::*counter);
+
+  // True from a transport error (or a response the RM could not account for) until reconcile() succeeded.
+  // Nothing may be sent for a client before that.
+  bool unverified() const { return unverified_; }
+  void mark_unverified(std::string_view why);
+  // Makes the RM's picture the TPM's, read with GetCapability(HANDLES), the TPM being right: an object it no
+  // longer holds is not resident (reloadable if its context is current, lost otherwise); a session it no longer
+  // knows is forgotten, one it loaded behind the RM is loaded, one it saved behind the RM (whose context the RM
+  // never got, so nobody could load it again) is flushed and forgotten; handles it holds that no entry names
+  // are flushed unless they are foreign.
+  RmResult<void> reconcile();
+  // Before serving anyone: reads what the TPM already holds and flushes it (kFlush) or keeps it as foreign
+  // (kKeep): never flushed, and its slots not counted as the RM's to use. Logged either way.
+  RmResult<void> take_over(Leftovers policy);
+  const TpmHandles& foreign() const { return foreign_; }
   // FlushContext(handle) on the RM's behalf; false (and a warning) if the TPM refused it.
   bool flush(TPM2_HANDLE handle);
 
@@ -117,8 +136,10 @@ class Residency {
   TpmPort& tpm_;
   const RmOptions& options_;
   Counters& counters_;
-  const std::size_t object_capacity_;
-  const std::size_t session_capacity_;
+  std::size_t object_capacity_;
+  std::size_t session_capacity_;
+  TpmHandles foreign_;
+  bool unverified_ = false;
   ObjectTable objects_;
   SessionTable sessions_;
   std::uint64_t clock_ = 0;

@@ -45,7 +45,12 @@ Bytes tpm_command(const Plan& plan, ByteSpan command) {
 }  // namespace
 
 ResourceManager::ResourceManager(TpmPort& tpm, RmOptions options)
-    : tpm_(tpm), options_(options), residency_(tpm, options_, counters_), admission_(options_, residency_) {}
+    : tpm_(tpm), options_(options), residency_(tpm, options_, counters_), admission_(options_, residency_) {
+  if (auto taken = residency_.take_over(options_.leftovers); !taken) {
+    // The first command will find the same trouble; the RM is no worse off than without the check.
+    spdlog::warn("rm: could not read the TPM's handles at start-up: {}", taken.error().message);
+  }
+}
 
 ResourceManager::~ResourceManager() { shutdown(); }
 
@@ -89,6 +94,10 @@ Result<Bytes> ResourceManager::execute(ConnectionId id, ByteSpan command) {
   ++space->counters.commands;
   if (!tpm_.available()) return make_error(ENODEV, "TPM backend is gone");
   residency_.tick();
+  if (residency_.unverified()) {
+    // An earlier command's outcome went unseen: nothing is sent for anyone until the picture is the TPM's.
+    if (auto reconciled = residency_.reconcile(); !reconciled) return answer(*space, reconciled.error());
+  }
 
   auto plan = admission_.admit(*space, command, tpm_.info().commands);
   if (!plan) return answer(*space, plan.error());
@@ -120,9 +129,14 @@ Result<Bytes> ResourceManager::run(Space& space, const Plan& plan, ByteSpan comm
     if (auto evicted = residency_.evict_all_but(plan.pins); !evicted) return answer(space, evicted.error());
   }
   for (std::size_t attempt = 0; attempt < bound; ++attempt) {
+    if (residency_.unverified()) {
+      if (auto reconciled = residency_.reconcile(); !reconciled) return answer(space, reconciled.error());
+    }
     if (auto resident = residency_.make_resident(plan.pins, plan.creates); !resident) {
       return answer(space, resident.error());
     }
+    // The RM's own traffic for it went unseen: what is resident is not known until reconciled again.
+    if (residency_.unverified()) continue;
     for (const auto& [index, id] : plan.object_refs) {
       tpm::store_u32(out, ParsedCommand::handle_offset(index), *residency_.objects().find(id)->physical);
     }
@@ -133,23 +147,33 @@ Result<Bytes> ResourceManager::run(Space& space, const Plan& plan, ByteSpan comm
     if (!rc) return rc.error();
     if (!residency_.relieve(*rc, plan.pins, regapped)) break;
   }
+  if (response.empty()) {
+    return answer(space, RmError::refused(EIO, kRmLayer | TPM2_RC_RETRY, "the TPM's state could not be settled"));
+  }
   for (ObjectId id : plan.pins.objects) {
     if (ObjectEntry* o = residency_.objects().find(id)) o->last_use = residency_.now();
   }
   for (TPM2_HANDLE h : plan.pins.sessions) {
     if (SessionEntry* s = residency_.sessions().find(h)) s->last_use = residency_.now();
   }
-  map_response(space, plan, command, response);
+  if (auto mapped = map_response(space, plan, command, response); !mapped) return answer(space, mapped.error());
   return response;
 }
 
-void ResourceManager::map_response(Space& space, const Plan& plan, ByteSpan command, Bytes& response) {
+RmResult<void> ResourceManager::map_response(Space& space, const Plan& plan, ByteSpan command, Bytes& response) {
   auto rc = tpm::response_code(response);
-  if (!rc || *rc != TPM2_RC_SUCCESS) return;
+  if (!rc || *rc != TPM2_RC_SUCCESS) return {};
   const ParsedCommand& cmd = plan.cmd;
-  if (cmd.attributes.flushes()) {
-    // TPMA_CC.flushed: the TPM ended every transient the command named (e.g. SequenceComplete).
+  if (cmd.attributes.flushes() || cmd.code == TPM2_CC_FlushContext) {
+    // TPMA_CC.flushed: the TPM ended every transient the command named (e.g. SequenceComplete). A FlushContext
+    // gets here only in a form the RM does not answer itself (a sessions tag, trailing bytes); a TPM that
+    // accepted it ended what it named all the same.
     for (ObjectId id : plan.pins.objects) erase_object(id);
+    if (cmd.code == TPM2_CC_FlushContext) {
+      for (TPM2_HANDLE h : cmd.handles) {
+        if (is_session(h)) residency_.sessions().erase(h);
+      }
+    }
   } else {
     for (ObjectId id : plan.pins.objects) {
       ObjectEntry* o = residency_.objects().find(id);
@@ -158,24 +182,53 @@ void ResourceManager::map_response(Space& space, const Plan& plan, ByteSpan comm
       if (!header || header->saved_handle == kSequenceObjectMarker) o->context_current = false;
     }
   }
+  if (cmd.code == TPM2_CC_ContextSave && !cmd.handles.empty() && is_session(cmd.handles[0])) {
+    // Not the RM's own route either (see above): the session is now saved, and this is its context.
+    auto context = tpm::context_from_save_response(response);
+    if (context && tpm::parse_context(*context)) {
+      residency_.record_client_save(cmd.handles[0], std::move(*context));
+    } else {
+      residency_.mark_unverified("a ContextSave of a session answered success without a context");
+    }
+  }
   for (const AuthEntry& auth : cmd.auths) {
     // continueSession clear: the TPM ended the session with this successful command.
     if (is_session(auth.handle) && !auth.continue_session()) {
       residency_.sessions().erase(auth.handle);
     }
   }
-  if (cmd.attributes.returns_handle() && response.size() >= tpm::kHeaderSize + 4) {
-    map_new_handle(space, plan, command, response);
+  if (cmd.attributes.returns_handle()) {
+    if (auto mapped = map_new_handle(space, plan, command, response); !mapped) return mapped;
   }
   if (plan.rewrite_properties) {
     rewrite_properties(response, [&](TPM2_PT p) { return admission_.virtual_property(space, p); });
   }
+  return {};
 }
 
-void ResourceManager::map_new_handle(Space& space, const Plan& plan, ByteSpan command, Bytes& response) {
+RmResult<void> ResourceManager::map_new_handle(Space& space, const Plan& plan, ByteSpan command, Bytes& response) {
   const ParsedCommand& cmd = plan.cmd;
   ObjectTable& objects = residency_.objects();
+  if (response.size() < tpm::kHeaderSize + 4) {
+    // Whatever the TPM created is out of the RM's sight: finding and flushing it is reconciliation's job.
+    residency_.mark_unverified(fmt::format("a successful 0x{:x} came without the handle it creates", cmd.code));
+    return RmError::refused(EIO, kRmLayer | TPM2_RC_FAILURE,
+                            fmt::format("the TPM's response to 0x{:x} is too short to hold its handle", cmd.code));
+  }
   const TPM2_HANDLE h = tpm::load_u32(response, tpm::kHeaderSize);
+  const bool wants_session = plan.creates == Creates::kSession;
+  if (wants_session ? !is_session(h) : !is_transient(h)) {
+    // Handing it on would give the client a handle the RM does not manage (or another range's object).
+    spdlog::error("rm: 0x{:x} for connection {} returned handle 0x{:08x}, not a {}; flushing it", cmd.code, space.id,
+                  h, wants_session ? "session" : "transient object");
+    if ((is_transient(h) && !residency_.objects().find_physical(h)) || (is_session(h) && !residency_.sessions().find(h))) {
+      residency_.flush(h);
+    }
+    // What it really created may sit under another handle.
+    residency_.mark_unverified("a created handle of the wrong type");
+    return RmError::refused(EIO, kRmLayer | TPM2_RC_FAILURE,
+                            fmt::format("the TPM answered 0x{:x} with a handle of the wrong type", cmd.code));
+  }
   if (is_transient(h)) {
     ObjectEntry entry;
     entry.owner = space.id;
@@ -193,17 +246,24 @@ void ResourceManager::map_new_handle(Space& space, const Plan& plan, ByteSpan co
       spdlog::error("rm: connection {} has no free virtual handle; flushing 0x{:08x}", space.id, h);
       residency_.flush(h);
       objects.erase(id);
-      return;
+      return RmError::answered(kRmObjectMemory, "no free virtual handle");
     }
     objects.find(id)->vhandle = *vh;
     tpm::store_u32(response, tpm::kHeaderSize, *vh);
-  } else if (is_session(h)) {
-    SessionEntry entry;  // replaces a stale entry if the TPM reused the handle
-    entry.owner = space.id;
-    entry.resident = true;
-    entry.last_use = residency_.now();
-    residency_.sessions().put(h, std::move(entry));
+    return {};
   }
+  if (const SessionEntry* old = residency_.sessions().find(h)) {
+    // The TPM hands out free handles only: the entry was stale (its session ended behind the RM).
+    ++counters_.physical_collisions;
+    spdlog::error("rm: the TPM gave connection {} session 0x{:08x}, which the RM believed {}'s; the old entry is dropped",
+                  space.id, h, old->owner ? fmt::format("connection {}", *old->owner) : std::string("abandoned"));
+  }
+  SessionEntry entry;
+  entry.owner = space.id;
+  entry.resident = true;
+  entry.last_use = residency_.now();
+  residency_.sessions().put(h, std::move(entry));
+  return {};
 }
 
 Result<Bytes> ResourceManager::flush_for_client(const Plan& plan, ByteSpan command) {

@@ -27,6 +27,7 @@ namespace tpmrmd::rm {
 
 class ResourceManager {
  public:
+  // Talks to the TPM only for options.leftovers (reading, and perhaps flushing, what it already holds).
   ResourceManager(TpmPort& tpm, RmOptions options = {});
   ~ResourceManager();  // shutdown()
   ResourceManager(const ResourceManager&) = delete;
@@ -61,8 +62,9 @@ class ResourceManager {
   Result<Bytes> load_for_client(Space& space, Plan& plan, ByteSpan command);
 
   // After a successful TPM response: virtual handles for new objects, new sessions joined, ended ones forgotten.
-  void map_response(Space& space, const Plan& plan, ByteSpan command, Bytes& response);
-  void map_new_handle(Space& space, const Plan& plan, ByteSpan command, Bytes& response);
+  // A response the RM cannot account for (a created handle missing or of the wrong type) is an error.
+  RmResult<void> map_response(Space& space, const Plan& plan, ByteSpan command, Bytes& response);
+  RmResult<void> map_new_handle(Space& space, const Plan& plan, ByteSpan command, Bytes& response);
   void erase_object(ObjectId id);
 
   TpmPort& tpm_;

@@ -5,6 +5,14 @@
 
 namespace tpmrmd::rm {
 
+// What the RM does with handles it finds in the TPM before it serves anyone (a crashed earlier run's objects and
+// sessions, or another user's on a shared TPM).
+enum class Leftovers {
+  kUntouched,  // don't look (tests and embedders that manage the TPM themselves)
+  kFlush,      // a TPM the daemon owns alone: flush them, as tpm2-abrmd's --flush-all does
+  kKeep,       // a shared TPM: leave them alone and plan with the slots that remain
+};
+
 struct RmOptions {
   // Per connection. Far above the kernel's 3 + 3 and tpm2-abrmd's 27 + 4: objects cost the TPM nothing while
   // saved; sessions each hold one of the TPM's active-session slots (64 on swtpm) until flushed.
@@ -22,6 +30,7 @@ struct RmOptions {
   // How the RM reports errors it finds in a client command: false = errno, as the kernel does; true = a 10-byte
   // response whose rc carries the RM layer bits (0x000B0000 | TPM rc).
   bool rc_mode = false;
+  Leftovers leftovers = Leftovers::kUntouched;
 };
 
 }  // namespace tpmrmd::rm

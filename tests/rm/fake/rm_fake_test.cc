@@ -14,75 +14,10 @@
 #include "rm/worker_dispatcher.h"
 #include "support/fake_tpm.h"
 #include "support/tpm_commands.h"
+#include "fake_rm_fixture.h"
 
 namespace tpmrmd::testing {
 namespace {
-
-const bool kQuietMu = (setenv("TSS2_LOG", "all+NONE", 0), true);
-
-using rm::ConnectionId;
-
-constexpr TPM2_HANDLE kV0 = 0x80000000u;  // first virtual handle of every connection
-
-Bytes certify(TPM2_HANDLE object, TPM2_HANDLE signer) {
-  return build_command(TPM2_CC_Certify, {object, signer}, {Auth{}, Auth{}}, from_hex("0000 0010"));
-}
-Bytes policy_auth_value(TPM2_HANDLE session) {
-  return build_command(TPM2_CC_PolicyAuthValue, {session}, {}, {});
-}
-
-class FakeRmTest : public ::testing::Test {
- protected:
-  void SetUp() override { reset({}, {}); }
-
-  void reset(FakeTpmOptions tpm_options, rm::RmOptions options) {
-    rm_.reset();
-    tpm_ = std::make_unique<FakeTpm>(tpm_options);
-    rm_ = std::make_unique<rm::ResourceManager>(*tpm_, options);
-  }
-
-  ConnectionId open() {
-    auto id = rm_->open(rm::ClientInfo{0, 0, 0});
-    EXPECT_TRUE(id);
-    return id ? *id : 0;
-  }
-  Bytes run(ConnectionId id, const Bytes& command) {
-    auto r = rm_->execute(id, command);
-    EXPECT_TRUE(r) << describe(r.error()) << " for " << to_hex(command);
-    return r ? *r : Bytes{};
-  }
-  Bytes ok(ConnectionId id, const Bytes& command) {
-    Bytes r = run(id, command);
-    EXPECT_EQ(rc_of(r), TPM2_RC_SUCCESS) << "command " << to_hex(command) << " -> " << to_hex(r);
-    return r;
-  }
-  int errno_of(ConnectionId id, const Bytes& command) {
-    auto r = rm_->execute(id, command);
-    return r ? 0 : r.error().code;
-  }
-  // The object a virtual handle reaches, as the TPM names it.
-  std::uint64_t serial(ConnectionId id, TPM2_HANDLE vh) {
-    auto s = FakeTpm::serial_in_read_public(ok(id, read_public(vh)));
-    EXPECT_TRUE(s);
-    return s.value_or(0);
-  }
-  // A new key and its serial (read right away, so the LRU order is the creation order).
-  std::pair<TPM2_HANDLE, std::uint64_t> make_key(ConnectionId id, std::uint8_t unique = 0) {
-    TPM2_HANDLE vh = handle_of(ok(id, create_primary(TPM2_RH_OWNER, unique)));
-    return {vh, serial(id, vh)};
-  }
-  TPM2_HANDLE make_session(ConnectionId id) { return handle_of(ok(id, start_auth_session(TPM2_SE_POLICY))); }
-  std::set<std::uint64_t> loaded_serials() const {
-    std::set<std::uint64_t> out;
-    for (TPM2_HANDLE h : tpm_->loaded_objects()) out.insert(*tpm_->object_serial(h));
-    return out;
-  }
-
-  void reactive_workload(bool with_idle);
-
-  std::unique_ptr<FakeTpm> tpm_;
-  std::unique_ptr<rm::ResourceManager> rm_;
-};
 
 TEST_F(FakeRmTest, EvictionPicksTheLeastRecentlyUsedObjectOfAnyConnection) {
   ConnectionId a = open(), b = open();
@@ -324,7 +259,13 @@ TEST_F(FakeRmGapTest, ReactiveRegapAloneRecoversWhenTheGapSurfacesOnALoad) {
 // Proactive re-gapping off: the TPM's CONTEXT_GAP is the only signal. A client cycles its session through
 // ContextSave (which reaches the TPM) while a client-saved session of a closed connection sits saved, and
 // optionally an idle live session the RM evicted.
-void FakeRmTest::reactive_workload(bool with_idle) {
+// The reactive re-gap scenario, with or without an idle session in between.
+class ReactiveRegapTest : public FakeRmTest {
+ protected:
+  void reactive_workload(bool with_idle);
+};
+
+void ReactiveRegapTest::reactive_workload(bool with_idle) {
   FakeTpmOptions tpm_options;
   tpm_options.context_gap_max = 20;
   rm::RmOptions options;
@@ -373,12 +314,12 @@ void FakeRmTest::reactive_workload(bool with_idle) {
   EXPECT_EQ(ok(later, policy_get_digest(handed)), handed_digest);
 }
 
-TEST_F(FakeRmTest, ReactiveRegapRecoversFromContextGapOnAClientSave) { reactive_workload(false); }
+TEST_F(ReactiveRegapTest, RecoversFromContextGapOnAClientSave) { reactive_workload(false); }
 
 // Two saved sessions of adjacent sequence numbers: re-gapping the oldest leaves the second one at the limit,
 // so a client ContextSave must keep re-gapping (bounded) rather than pass CONTEXT_GAP on after one retry, since
 // the RM tells clients CONTEXT_GAP_MAX is unlimited. (With a single re-gap the client got 0x901 at iteration 19.)
-TEST_F(FakeRmTest, ReactiveRegapRecoversWithTwoSavedSessionsOfAdjacentSequence) { reactive_workload(true); }
+TEST_F(ReactiveRegapTest, RecoversWithTwoSavedSessionsOfAdjacentSequence) { reactive_workload(true); }
 
 TEST_F(FakeRmTest, QuotaRefusalsAreRmLayerCodesBeforeTheTpm) {
   rm::RmOptions options;

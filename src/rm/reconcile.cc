@@ -1,0 +1,100 @@
+// The RM's picture against the TPM's own handle lists: at start-up (what an earlier or another user left) and
+// whenever the RM could not see what a command did.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "rm/handles.h"
+#include "rm/residency.h"
+
+namespace tpmrmd::rm {
+
+RmResult<void> Residency::take_over(Leftovers policy) {
+  if (policy == Leftovers::kUntouched) return {};
+  auto found = read_tpm_handles(tpm_);
+  if (!found) return found.error();
+  if (found->size() == 0) return {};
+  if (policy == Leftovers::kFlush) {
+    std::size_t flushed = 0;
+    for (const auto* range : {&found->objects, &found->loaded_sessions, &found->saved_sessions}) {
+      for (TPM2_HANDLE h : *range) flushed += flush(h) ? 1 : 0;
+    }
+    counters_.leftovers_flushed += flushed;
+    spdlog::warn("rm: flushed {} of the {} objects, {} loaded and {} saved sessions an earlier user left in the TPM",
+                 flushed, found->objects.size(), found->loaded_sessions.size(), found->saved_sessions.size());
+    return {};
+  }
+  foreign_ = std::move(*found);
+  const auto remaining = [](std::size_t slots, std::size_t taken) { return slots > taken + 1 ? slots - taken : 1; };
+  object_capacity_ = remaining(tpm_.info().hr_transient_min, foreign_.objects.size());
+  session_capacity_ = remaining(tpm_.info().hr_loaded_min, foreign_.loaded_sessions.size());
+  spdlog::warn(
+      "rm: the TPM holds {} objects, {} loaded and {} saved sessions of another user; they are left alone, and the "
+      "RM plans with {} object and {} session slots",
+      foreign_.objects.size(), foreign_.loaded_sessions.size(), foreign_.saved_sessions.size(), object_capacity_,
+      session_capacity_);
+  return {};
+}
+
+RmResult<void> Residency::reconcile() {
+  auto tpm = read_tpm_handles(tpm_);
+  if (!tpm) return tpm.error();
+  ++counters_.reconciliations;
+  std::size_t corrected = 0;
+
+  std::vector<ObjectId> vanished;
+  for (const auto& [id, o] : objects_.entries()) {
+    if (o.resident() && !tpm->objects.count(*o.physical)) vanished.push_back(id);
+  }
+  for (ObjectId id : vanished) {
+    ObjectEntry* o = objects_.find(id);
+    const TPM2_HANDLE physical = *o->physical;
+    objects_.set_physical(id, std::nullopt);
+    if (!o->context_current || o->context.empty()) o->dead = true;
+    spdlog::warn("rm: connection {}'s object 0x{:08x} is no longer in 0x{:08x} ({})", o->owner, o->vhandle, physical,
+                 o->dead ? "lost" : "reloadable from its context");
+    ++corrected;
+  }
+  for (TPM2_HANDLE h : tpm->objects) {
+    if (objects_.find_physical(h) || foreign_.objects.count(h)) continue;
+    spdlog::warn("rm: flushing object 0x{:08x}, which the TPM holds for no connection", h);
+    flush(h);
+    ++corrected;
+  }
+
+  std::vector<TPM2_HANDLE> known;
+  for (const auto& [h, s] : sessions_.entries()) known.push_back(h);
+  for (TPM2_HANDLE h : known) {
+    SessionEntry* s = sessions_.find(h);
+    const bool loaded = tpm->loaded_sessions.count(h) > 0;
+    const bool saved = tpm->saved_sessions.count(h) > 0;
+    if (loaded == s->resident && (loaded || saved)) continue;
+    ++corrected;
+    if (!loaded && !saved) {
+      spdlog::warn("rm: session 0x{:08x} no longer exists in the TPM; forgotten", h);
+      sessions_.erase(h);
+    } else if (loaded) {
+      s->resident = true;  // a ContextLoad went through after all
+    } else {
+      spdlog::error("rm: session 0x{:08x} was saved without the RM getting its context; flushing it", h);
+      flush(h);
+      sessions_.erase(h);
+    }
+  }
+  for (const auto* range : {&tpm->loaded_sessions, &tpm->saved_sessions}) {
+    for (TPM2_HANDLE h : *range) {
+      if (sessions_.find(h) || foreign_.has_session(h)) continue;
+      spdlog::warn("rm: flushing session 0x{:08x}, which the TPM holds for no connection", h);
+      flush(h);
+      ++corrected;
+    }
+  }
+  unverified_ = false;
+  counters_.reconciled_entries += corrected;
+  if (corrected) spdlog::warn("rm: reconciled with the TPM: {} entries corrected", corrected);
+  return {};
+}
+
+}  // namespace tpmrmd::rm
