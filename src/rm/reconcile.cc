@@ -22,12 +22,12 @@ RmResult<void> Residency::take_over(Leftovers policy) {
       for (TPM2_HANDLE h : *range) flushed += flush(h) ? 1 : 0;
     }
     counters_.leftovers_flushed += flushed;
-    spdlog::warn("rm: flushed {} of the {} objects, {} loaded and {} saved sessions an earlier user left in the TPM",
+    spdlog::warn("rm: flushed {} handles an earlier user left in the TPM ({} objects, {} loaded and {} saved sessions)",
                  flushed, found->objects.size(), found->loaded_sessions.size(), found->saved_sessions.size());
     return {};
   }
   foreign_ = std::move(*found);
-  const auto remaining = [](std::size_t slots, std::size_t taken) { return slots > taken + 1 ? slots - taken : 1; };
+  const auto remaining = [](std::size_t slots, std::size_t taken) { return slots > taken ? slots - taken : 0; };
   object_capacity_ = remaining(tpm_.info().hr_transient_min, foreign_.objects.size());
   session_capacity_ = remaining(tpm_.info().hr_loaded_min, foreign_.loaded_sessions.size());
   spdlog::warn(
@@ -81,6 +81,7 @@ RmResult<void> Residency::reconcile() {
       spdlog::error("rm: session 0x{:08x} was saved without the RM getting its context; flushing it", h);
       flush(h);
       sessions_.erase(h);
+      tpm->saved_sessions.erase(h);
     }
   }
   for (const auto* range : {&tpm->loaded_sessions, &tpm->saved_sessions}) {
