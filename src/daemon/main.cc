@@ -15,6 +15,7 @@
 #include <map>
 #include <optional>
 
+#include "chip/backend_spec.h"
 #include "chip/driver_factory.h"
 #include "cuse/cuse_device.h"
 #include "daemon/embedded_swtpm.h"
@@ -46,8 +47,20 @@ struct Settings {
   double duration_scale = 0;  // 0: 10 for the embedded swtpm, 1 for any other backend
   std::size_t max_command = 4096;
   rm::RmOptions rm;
+  std::string leftovers = "auto";
   bool fuse_debug = false;
 };
+
+// --leftovers auto: a TPM only this daemon talks to (its embedded swtpm, a swtpm socket, TIS/CRB registers) is
+// cleaned of what a crashed earlier run left; a device node or TCTI may be shared, so others' handles stay.
+rm::Leftovers leftover_policy(const Settings& s) {
+  if (s.leftovers == "flush") return rm::Leftovers::kFlush;
+  if (s.leftovers == "keep") return rm::Leftovers::kKeep;
+  if (s.tpm.empty()) return rm::Leftovers::kFlush;
+  auto spec = chip::split_backend_spec(s.tpm);
+  const bool owned = spec && (spec->kind == "swtpm" || spec->kind == "tis" || spec->kind == "crb");
+  return owned ? rm::Leftovers::kFlush : rm::Leftovers::kKeep;
+}
 
 Result<uid_t> lookup_user(const std::string& name, gid_t* primary_gid = nullptr) {
   struct passwd* pw = ::getpwnam(name.c_str());
@@ -183,7 +196,9 @@ int run(const Settings& s) {
     }
     lock.emplace(std::move(*l));
   }
-  Supervisor supervisor(SupervisorOptions{.tpm = s.tpm, .rm = s.rm, .duration_scale = s.duration_scale},
+  rm::RmOptions rm_options = s.rm;
+  rm_options.leftovers = leftover_policy(s);
+  Supervisor supervisor(SupervisorOptions{.tpm = s.tpm, .rm = rm_options, .duration_scale = s.duration_scale},
                         swtpm ? &*swtpm : nullptr);
   if (!lock) {
     supervisor.set_identity_check([&](const std::string& identity) -> Result<void> {
@@ -273,6 +288,12 @@ int main(int argc, char** argv) {
   app.add_option("--max-connections", s.rm.max_connections, "Open connections in total")->capture_default_str();
   app.add_option("--max-abandoned-sessions", s.rm.max_abandoned_sessions,
                  "Client-saved sessions kept after their connection closed")
+      ->capture_default_str();
+  app.add_option("--leftovers", s.leftovers,
+                 "Handles already in the TPM at each registration: flush (a TPM only tpmrmd uses), keep (a shared "
+                 "one: left alone, their slots not used), auto (flush for the embedded swtpm, swtpm:, tis:, crb:; "
+                 "keep for device:, tcti:)")
+      ->check(CLI::IsMember({"auto", "flush", "keep"}))
       ->capture_default_str();
   app.add_flag("--rc-mode", s.rm.rc_mode, "Report RM errors as RM-layer response codes instead of errno");
   app.add_flag("--fuse-debug", s.fuse_debug, "libfuse request tracing");

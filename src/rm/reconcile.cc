@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <set>
 #include <vector>
 
 #include "rm/handles.h"
@@ -18,8 +19,9 @@ RmResult<void> Residency::take_over(Leftovers policy) {
   if (found->size() == 0) return {};
   if (policy == Leftovers::kFlush) {
     std::size_t flushed = 0;
-    for (const auto* range : {&found->objects, &found->loaded_sessions, &found->saved_sessions}) {
-      for (TPM2_HANDLE h : *range) flushed += flush(h) ? 1 : 0;
+    for (TPM2_HANDLE h : found->objects) flushed += flush(h) ? 1 : 0;
+    for (const auto* range : {&found->loaded_sessions, &found->saved_sessions}) {
+      for (const auto& [index, h] : *range) flushed += flush(h) ? 1 : 0;
     }
     counters_.leftovers_flushed += flushed;
     spdlog::warn("rm: flushed {} handles an earlier user left in the TPM ({} objects, {} loaded and {} saved sessions)",
@@ -68,8 +70,8 @@ RmResult<void> Residency::reconcile() {
   for (const auto& [h, s] : sessions_.entries()) known.push_back(h);
   for (TPM2_HANDLE h : known) {
     SessionEntry* s = sessions_.find(h);
-    const bool loaded = tpm->loaded_sessions.count(h) > 0;
-    const bool saved = tpm->saved_sessions.count(h) > 0;
+    const bool loaded = tpm->loaded_sessions.count(session_index(h)) > 0;
+    const bool saved = tpm->saved_sessions.count(session_index(h)) > 0;
     if (loaded == s->resident && (loaded || saved)) continue;
     ++corrected;
     if (!loaded && !saved) {
@@ -81,12 +83,14 @@ RmResult<void> Residency::reconcile() {
       spdlog::error("rm: session 0x{:08x} was saved without the RM getting its context; flushing it", h);
       flush(h);
       sessions_.erase(h);
-      tpm->saved_sessions.erase(h);
+      tpm->saved_sessions.erase(session_index(h));
     }
   }
+  std::set<std::uint32_t> known_indexes;
+  for (const auto& [h, s] : sessions_.entries()) known_indexes.insert(session_index(h));
   for (const auto* range : {&tpm->loaded_sessions, &tpm->saved_sessions}) {
-    for (TPM2_HANDLE h : *range) {
-      if (sessions_.find(h) || foreign_.has_session(h)) continue;
+    for (const auto& [index, h] : *range) {
+      if (known_indexes.count(index) || foreign_.has_session(h)) continue;
       spdlog::warn("rm: flushing session 0x{:08x}, which the TPM holds for no connection", h);
       flush(h);
       ++corrected;

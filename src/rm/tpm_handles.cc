@@ -12,7 +12,10 @@ namespace {
 // More than any TPM has slots for, so a longer list means the TPM is not answering sensibly.
 constexpr std::size_t kMaxHandlesPerRange = 4096;
 
-RmResult<void> read_range(TpmPort& tpm, TPM2_HANDLE first, std::set<TPM2_HANDLE>& out) {
+// Calls `add` with every handle of the range that starts at `first`; returns how many there were.
+template <typename Add>
+RmResult<void> read_range(TpmPort& tpm, TPM2_HANDLE first, Add add) {
+  std::size_t total = 0;
   TPM2_HANDLE next = first;
   const std::uint8_t type = handle_type(first);
   for (;;) {
@@ -31,13 +34,14 @@ RmResult<void> read_range(TpmPort& tpm, TPM2_HANDLE first, std::set<TPM2_HANDLE>
       // Session ranges list HMAC and policy handles alike; anything else is not what was asked for.
       const bool wanted = type == TPM2_HT_TRANSIENT ? is_transient(h) : is_session(h);
       if (!wanted) continue;
-      out.insert(h);
+      add(h);
+      ++total;
       if (session_index(h) >= session_index(last)) {
         last = h;
         progressed = true;
       }
     }
-    if (out.size() > kMaxHandlesPerRange) {
+    if (total > kMaxHandlesPerRange) {
       return RmError::transport(make_error(EIO, fmt::format("the TPM lists more than {} handles", kMaxHandlesPerRange)));
     }
     if (!page->more_data) return {};
@@ -50,11 +54,18 @@ RmResult<void> read_range(TpmPort& tpm, TPM2_HANDLE first, std::set<TPM2_HANDLE>
 
 }  // namespace
 
+bool TpmHandles::has_session(TPM2_HANDLE h) const {
+  return loaded_sessions.count(session_index(h)) || saved_sessions.count(session_index(h));
+}
+
 RmResult<TpmHandles> read_tpm_handles(TpmPort& tpm) {
   TpmHandles out;
-  if (auto r = read_range(tpm, TPM2_TRANSIENT_FIRST, out.objects); !r) return r.error();
-  if (auto r = read_range(tpm, TPM2_HT_LOADED_SESSION << 24, out.loaded_sessions); !r) return r.error();
-  if (auto r = read_range(tpm, TPM2_HT_SAVED_SESSION << 24, out.saved_sessions); !r) return r.error();
+  auto into = [](auto& sessions) { return [&sessions](TPM2_HANDLE h) { sessions.emplace(session_index(h), h); }; };
+  if (auto r = read_range(tpm, TPM2_TRANSIENT_FIRST, [&](TPM2_HANDLE h) { out.objects.insert(h); }); !r) {
+    return r.error();
+  }
+  if (auto r = read_range(tpm, TPM2_HT_LOADED_SESSION << 24, into(out.loaded_sessions)); !r) return r.error();
+  if (auto r = read_range(tpm, TPM2_HT_SAVED_SESSION << 24, into(out.saved_sessions)); !r) return r.error();
   return out;
 }
 

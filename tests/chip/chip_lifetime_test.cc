@@ -5,6 +5,7 @@
 #include <atomic>
 #include <thread>
 
+#include "chip/drivers/swtpm_control.h"
 #include "chip_fixture.h"
 #include "support/fault_injecting_driver.h"
 #include "support/tpm_commands.h"
@@ -71,6 +72,27 @@ TEST_F(LifetimeTest, BackendDeathUnregistersTheChipAndRecordsTheLoss) {
   }
   EXPECT_FALSE(chip.registered());
   EXPECT_TRUE(chip.lost());
+}
+
+TEST_F(LifetimeTest, ATpmResetBehindTheChipUnregistersItLikeALoss) {
+  start_swtpm();
+  chip::Chip chip(open_driver_or_fail(swtpm_->spec()));
+  ASSERT_TRUE(chip.startup().ok());
+  ASSERT_TRUE(chip.transmit(create_primary(TPM2_RH_OWNER, 1)).ok());
+  // Someone else power-cycles the TPM through swtpm's control channel: it now wants TPM2_Startup again, and
+  // nothing it held exists. Answering on as if nothing happened would let old handles name new objects.
+  chip::SwtpmEndpoint ctrl;
+  ctrl.path = swtpm_->ctrl_socket_path();
+  chip::SwtpmControl control(ctrl);
+  ASSERT_TRUE(control.init().ok());
+  auto after = chip.transmit(get_random(8));
+  ASSERT_FALSE(after.ok());
+  EXPECT_EQ(after.error().code, ENODEV) << describe(after.error());
+  EXPECT_FALSE(chip.registered());
+  ASSERT_TRUE(chip.lost());
+  EXPECT_NE(chip.lost()->message.find("TPM_RC_INITIALIZE"), std::string::npos) << chip.lost()->message;
+  EXPECT_EQ(chip.counters().resets_seen, 1u);
+  EXPECT_EQ(chip.transmit(get_random(8)).error().code, ENODEV);
 }
 
 TEST_F(LifetimeTest, ExplicitUnregisterIsNotALoss) {

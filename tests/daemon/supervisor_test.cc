@@ -11,7 +11,9 @@
 #include <future>
 #include <thread>
 
+#include "chip/drivers/swtpm_control.h"
 #include "support/swtpm_process.h"
+#include "support/tpm_commands.h"
 
 namespace tpmrmd::daemon {
 namespace {
@@ -153,6 +155,36 @@ TEST_F(SupervisorTest, LossKillsOldFdsAndANewGenerationServesNewOnes) {
   EXPECT_EQ(err(read(*stored)), ENODEV);
   old_fd->close();
   stored->close();
+  supervisor.shutdown(chip::ShutdownMode::kNone);
+}
+
+TEST_F(SupervisorTest, ATpmResetBehindTheDaemonEndsTheGenerationAndTheNextStartsClean) {
+  Supervisor supervisor(fast_options(swtpm_.spec()));
+  ASSERT_TRUE(supervisor.start().ok());
+  auto old_fd = open_or_fail(supervisor);
+  ASSERT_TRUE(old_fd);
+  ASSERT_TRUE(write(*old_fd, testing::create_primary(TPM2_RH_OWNER, 1)).ok());
+  auto created = read(*old_fd);
+  ASSERT_TRUE(created.ok());
+  const TPM2_HANDLE old_handle = testing::handle_of(*created);
+
+  chip::SwtpmEndpoint ctrl;
+  ctrl.path = swtpm_.ctrl_socket_path();
+  chip::SwtpmControl control(ctrl);
+  ASSERT_TRUE(control.init().ok());  // the TPM is reset: it answers TPM_RC_INITIALIZE until started again
+  EXPECT_EQ(err(write(*old_fd, testing::read_public(old_handle))), ENODEV);
+  ASSERT_TRUE(eventually([&] { return supervisor.generation() == 2; }));
+
+  auto fresh = open_or_fail(supervisor);
+  ASSERT_TRUE(fresh);
+  expect_serves(*fresh);  // the new generation started the TPM
+  ASSERT_TRUE(write(*fresh, testing::create_primary(TPM2_RH_OWNER, 2)).ok());
+  auto fresh_created = read(*fresh);
+  ASSERT_TRUE(fresh_created.ok());
+  EXPECT_EQ(testing::rc_of(*fresh_created), TPM2_RC_SUCCESS);
+  EXPECT_EQ(err(write(*old_fd, testing::read_public(old_handle))), ENODEV) << "old handles stay dead";
+  old_fd->close();
+  fresh->close();
   supervisor.shutdown(chip::ShutdownMode::kNone);
 }
 

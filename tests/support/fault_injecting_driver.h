@@ -40,6 +40,12 @@ class FaultInjectingDriver final : public chip::Driver {
     std::lock_guard lock(mutex_);
     time_out_next_ = true;
   }
+  // The next exchange reaches the TPM, but reports ETIME and its response is lost: the cancel "worked" as far
+  // as the driver can tell, though the TPM had run the command.
+  void time_out_next_losing_response() {
+    std::lock_guard lock(mutex_);
+    lose_next_ = true;
+  }
   // Called with every real command and response; may rewrite the response (e.g. a TPM that pages badly).
   void rewrite_responses(std::function<void(ByteSpan command, Bytes& response)> rewrite) {
     std::lock_guard lock(mutex_);
@@ -85,11 +91,13 @@ class FaultInjectingDriver final : public chip::Driver {
     }
     std::size_t truncate = std::exchange(truncate_to_, 0);
     bool time_out = std::exchange(time_out_next_, false);
+    bool lose = std::exchange(lose_next_, false);
     auto rewrite = rewrite_;
     lock.unlock();
     auto r = real_->exchange(command, timeout);
     if (r && rewrite) rewrite(command, *r);
     if (r && truncate) r->resize(truncate);
+    if (r && lose) return make_error(ETIME, "injected deadline, response lost");
     if (r && time_out) {
       lock.lock();
       late_ = std::move(*r);
@@ -105,6 +113,7 @@ class FaultInjectingDriver final : public chip::Driver {
   int inject_times_ = 0;
   std::size_t truncate_to_ = 0;
   bool time_out_next_ = false;
+  bool lose_next_ = false;
   std::optional<Bytes> late_;
   std::function<void(ByteSpan, Bytes&)> rewrite_;
   std::atomic<int> power_ons_{0};
