@@ -96,6 +96,10 @@ void Admission::route(Plan& plan, ByteSpan command) const {
     case TPM2_CC_ContextLoad:
       plan.route = Route::kLoadContext;
       return;
+    case TPM2_CC_Startup:
+    case TPM2_CC_Shutdown:
+      plan.route = Route::kPowerCycle;
+      return;
     case TPM2_CC_GetCapability: {
       auto query = parse_capability_query(command.subspan(cmd.parameter_offset));
       if (!query) return;  // malformed: the TPM answers it

@@ -31,6 +31,7 @@ enum class Route {
   kSaveSession,         // ContextSave of one of its live sessions (virtualised)
   kLoadContext,         // ContextLoad: a known session token is answered by the RM, other blobs go to the TPM
   kHandlesCapability,   // GetCapability(HANDLES) of a virtualised range, answered by the RM
+  kPowerCycle,          // Startup / Shutdown: the daemon owns the TPM's power cycle; answered by the RM
 };
 
 struct Plan {

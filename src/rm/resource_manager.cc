@@ -112,6 +112,11 @@ Result<Bytes> ResourceManager::execute(ConnectionId id, ByteSpan command) {
       return load_for_client(*space, *plan, command);
     case Route::kHandlesCapability:
       return admission_.answer_handles(*space, plan->query);
+    case Route::kPowerCycle:
+      // One client must not shut the TPM down (or leave it unorderly) for every other; the daemon sends its own
+      // Shutdown when it stops. Answered as the started TPM answers a Startup, and as a Shutdown succeeds.
+      return plan->cmd.code == TPM2_CC_Startup ? tpm::make_rc_response(TPM2_RC_INITIALIZE)
+                                               : tpm::make_success_response();
   }
   return make_error(EINVAL, "unroutable command");
 }

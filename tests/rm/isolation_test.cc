@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "rm/handles.h"
+#include "tpm/commands.h"
 #include "rm_fixture.h"
 #include "tpm/header.h"
 
@@ -87,6 +88,27 @@ TEST_F(SwtpmRmTest, PropertiesShowTheCallersViewWithOrWithoutAnAuditSession) {
   EXPECT_EQ(transient_avail(audited), limit);  // not the TPM's free slots, which a's keys use
   EXPECT_EQ(transient_avail(ok(a, get_capability(TPM2_CAP_TPM_PROPERTIES, TPM2_PT_HR_TRANSIENT_AVAIL, 1))),
             limit - 2);
+}
+
+}  // namespace
+}  // namespace tpmrmd::testing
+
+namespace tpmrmd::testing {
+namespace {
+
+TEST_F(SwtpmRmTest, AClientsStartupAndShutdownAreAnsweredWithoutReachingTheTpm) {
+  ConnectionId a = open(), b = open();
+  TPM2_HANDLE key = make_key(b, 1);
+  const std::uint64_t before = chip_commands();
+  // What a started TPM answers to a second Startup, and what tpm2_startup/tpm2_shutdown expect.
+  EXPECT_EQ(rc_of(run(a, tpm::make_startup(TPM2_SU_CLEAR))), TPM2_RC_INITIALIZE);
+  EXPECT_EQ(rc_of(run(a, tpm::make_startup(TPM2_SU_STATE))), TPM2_RC_INITIALIZE);
+  EXPECT_EQ(rc_of(run(a, tpm::make_shutdown(TPM2_SU_CLEAR))), TPM2_RC_SUCCESS);
+  EXPECT_EQ(rc_of(run(a, tpm::make_shutdown(TPM2_SU_STATE))), TPM2_RC_SUCCESS);
+  EXPECT_EQ(chip_commands(), before);
+  // The TPM was not shut down under b: its key still works, and so does the TPM for a.
+  ok(b, read_public(key));
+  ok(a, get_random(8));
 }
 
 }  // namespace
