@@ -121,11 +121,25 @@ RmResult<void> Admission::check_quota(const Space& space, Creates creates) const
     return RmError::answered(kRmObjectMemory,
                              fmt::format("connection holds {} objects, the limit", space.objects.size()));
   }
+  if (creates != Creates::kSession) return {};
   const std::size_t sessions = residency_.sessions().owned(space.id).size();
-  if (creates == Creates::kSession && sessions >= options_.max_sessions_per_connection) {
+  if (sessions >= options_.max_sessions_per_connection) {
     return RmError::answered(kRmSessionMemory, fmt::format("connection holds {} sessions, the limit", sessions));
   }
+  if (const std::size_t held = uid_sessions(space.client.uid); held >= sessions_per_uid_) {
+    return RmError::answered(kRmSessionMemory,
+                             fmt::format("uid {} (pid {}) holds {} sessions, its share of the TPM's active sessions",
+                                         space.client.uid, space.client.pid, held));
+  }
   return {};
+}
+
+std::size_t Admission::uid_sessions(uid_t uid) const {
+  auto it = uid_connections_.find(uid);
+  if (it == uid_connections_.end()) return 0;
+  std::size_t n = 0;
+  for (ConnectionId c : it->second) n += residency_.sessions().owned(c).size();
+  return n;
 }
 
 Bytes Admission::answer_handles(const Space& space, const CapabilityQuery& query) const {

@@ -13,6 +13,10 @@
 #include <utility>
 #include <vector>
 
+#include <algorithm>
+#include <map>
+#include <set>
+
 #include "rm/capability_view.h"
 #include "rm/command.h"
 #include "rm/residency.h"
@@ -46,7 +50,12 @@ struct Plan {
 
 class Admission {
  public:
-  Admission(const RmOptions& options, const Residency& residency) : options_(options), residency_(residency) {}
+  // `uid_connections` is the RM's index of open connections by uid, for per-uid limits.
+  Admission(const RmOptions& options, const Residency& residency,
+            const std::map<uid_t, std::set<ConnectionId>>& uid_connections, std::uint32_t active_sessions_max)
+      : options_(options), residency_(residency), uid_connections_(uid_connections),
+        sessions_per_uid_(options.max_sessions_per_uid ? options.max_sessions_per_uid
+                                                       : std::max<std::uint32_t>(1, active_sessions_max / 2)) {}
 
   // Parses and checks `command` for `space`. A refusal says exactly what was wrong.
   RmResult<Plan> admit(const Space& space, ByteSpan command, const tpm::CommandTable& table) const;
@@ -63,8 +72,12 @@ class Admission {
   // Sets the plan's route (and what the route needs) from the command code and its parameters.
   void route(Plan& plan, ByteSpan command) const;
 
+  std::size_t uid_sessions(uid_t uid) const;
+
   const RmOptions& options_;
   const Residency& residency_;
+  const std::map<uid_t, std::set<ConnectionId>>& uid_connections_;
+  const std::uint32_t sessions_per_uid_;
 };
 
 }  // namespace tpmrmd::rm

@@ -45,7 +45,7 @@ Bytes tpm_command(const Plan& plan, ByteSpan command) {
 }  // namespace
 
 ResourceManager::ResourceManager(TpmPort& tpm, RmOptions options)
-    : tpm_(tpm), options_(options), residency_(tpm, options_, counters_), admission_(options_, residency_) {
+    : tpm_(tpm), options_(options), residency_(tpm, options_, counters_), admission_(options_, residency_, uid_connections_, tpm.info().active_sessions_max) {
   if (auto taken = residency_.take_over(options_.leftovers); !taken) {
     // The first command will find the same trouble; the RM is no worse off than without the check.
     spdlog::warn("rm: could not read the TPM's handles at start-up: {}", taken.error().message);
@@ -62,7 +62,7 @@ Result<ConnectionId> ResourceManager::open(const ClientInfo& client) {
   return id;
 }
 
-Result<void> ResourceManager::open(ConnectionId id, const ClientInfo& /*client*/) {
+Result<void> ResourceManager::open(ConnectionId id, const ClientInfo& client) {
   if (!tpm_.available()) return make_error(ENODEV, "TPM backend is gone");
   if (spaces_.size() >= options_.max_connections) {
     return make_error(EMFILE, fmt::format("connection limit of {} reached", options_.max_connections));
@@ -70,7 +70,9 @@ Result<void> ResourceManager::open(ConnectionId id, const ClientInfo& /*client*/
   if (spaces_.count(id)) return make_error(EEXIST, fmt::format("connection {} is already open", id));
   Space space;
   space.id = id;
+  space.client = client;
   spaces_.emplace(id, std::move(space));
+  uid_connections_[client.uid].insert(id);
   return {};
 }
 
@@ -83,7 +85,10 @@ Result<Bytes> ResourceManager::answer(Space& space, const RmError& error) {
   if (error.kind == RmError::Kind::kTransport) return make_error(error.error, error.message);
   ++space.counters.refusals;
   ++counters_.refusals;
-  spdlog::debug("rm: connection {} refused: {}", space.id, error.message);
+  // Hitting a limit is worth an operator's attention (who, and which limit); other refusals are the client's bug.
+  const bool limit = error.rc == kRmObjectMemory || error.rc == kRmSessionMemory;
+  spdlog::log(limit ? spdlog::level::warn : spdlog::level::debug, "rm: connection {} (uid {}, pid {}) refused: {}",
+              space.id, space.client.uid, space.client.pid, error.message);
   if (error.kind == RmError::Kind::kAnswered || options_.rc_mode) return tpm::make_rc_response(error.rc);
   return make_error(error.error, error.message);
 }
@@ -379,6 +384,10 @@ void ResourceManager::close(ConnectionId id) {
   const std::vector<TPM2_HANDLE> owned(residency_.sessions().owned(id).begin(),
                                        residency_.sessions().owned(id).end());
   for (TPM2_HANDLE h : owned) residency_.release_session(h, tpm_up);
+  if (auto it = uid_connections_.find(space->client.uid); it != uid_connections_.end()) {
+    it->second.erase(id);
+    if (it->second.empty()) uid_connections_.erase(it);
+  }
   spaces_.erase(id);
   if (tpm_up) residency_.enforce_abandoned_bound();
 }

@@ -11,6 +11,7 @@
 #include <tss2/tss2_tpm2_types.h>
 
 #include <map>
+#include <set>
 
 #include "rm/admission.h"
 #include "rm/counters.h"
@@ -73,6 +74,7 @@ class ResourceManager {
   Residency residency_;
   Admission admission_;
   std::map<ConnectionId, Space> spaces_;
+  std::map<uid_t, std::set<ConnectionId>> uid_connections_;
   ConnectionId next_connection_ = 1;
 };
 

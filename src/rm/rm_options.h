@@ -21,6 +21,10 @@ struct RmOptions {
   std::uint32_t max_connections = 1024;
   // Connections one uid may hold at once (tpm2-abrmd#453); 0 = no per-uid limit, only max_connections.
   std::uint32_t max_connections_per_uid = 0;
+  // Sessions one uid may hold at once, over all its connections: each takes one of the TPM's active-session
+  // slots (ACTIVE_SESSIONS_MAX, 64 on swtpm) until flushed, so without a share one uid could deny sessions to
+  // every other. 0 = half of the TPM's ACTIVE_SESSIONS_MAX. Root is held to it too.
+  std::uint32_t max_sessions_per_uid = 0;
   // Client-saved sessions kept after their connection closed, for a later connection to ContextLoad. Oldest
   // are flushed first when this is exceeded or when the TPM runs out of session handles.
   std::uint32_t max_abandoned_sessions = 16;

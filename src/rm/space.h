@@ -12,6 +12,7 @@ namespace tpmrmd::rm {
 
 struct Space {
   ConnectionId id = 0;
+  ClientInfo client;  // whose it is: per-uid limits and log lines
   VirtualHandleTable objects;
   ConnectionCounters counters;
 };

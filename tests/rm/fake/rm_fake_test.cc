@@ -156,7 +156,9 @@ TEST_F(FakeRmTest, SessionMemoryFromTheTpmIsHandledByEvictionWhenTheSlotEstimate
 TEST_F(FakeRmTest, SessionHandlesFromTheTpmFlushesTheOldestAbandonedSession) {
   FakeTpmOptions tpm_options;
   tpm_options.active_sessions_max = 3;
-  reset(tpm_options, {});
+  rm::RmOptions options;
+  options.max_sessions_per_uid = 3;  // this test's one uid may fill the TPM, to provoke SESSION_HANDLES
+  reset(tpm_options, options);
   ConnectionId a = open();
   TPM2_HANDLE old_session = make_session(a);
   Bytes old_token = body_of(ok(a, context_save(old_session)));
@@ -536,6 +538,41 @@ TEST_F(FakeRmTest, DispatcherServesConnectionsOnSeveralThreads) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(failures, std::vector<int>(kThreads, 0));
   EXPECT_GT(dispatcher.counters().evictions, 0u);  // four keys on three slots
+}
+
+TEST_F(FakeRmTest, OneUidMayHoldAtMostHalfOfTheTpmsActiveSessionsOverAllItsConnections) {
+  FakeTpmOptions tpm_options;
+  tpm_options.active_sessions_max = 8;
+  reset(tpm_options, {});
+  auto open_as = [&](uid_t uid) {
+    auto id = rm_->open(rm::ClientInfo{uid, uid, 100});
+    EXPECT_TRUE(id);
+    return id ? *id : 0;
+  };
+  ConnectionId a1 = open_as(1000), a2 = open_as(1000), b = open_as(1001), root = open_as(0);
+  for (int i = 0; i < 2; ++i) make_session(a1);
+  for (int i = 0; i < 2; ++i) make_session(a2);
+  // uid 1000 holds four of eight: a third connection of it changes nothing.
+  ConnectionId a3 = open_as(1000);
+  EXPECT_EQ(rc_of(run(a3, start_auth_session(TPM2_SE_HMAC))), rm::kRmSessionMemory);
+  EXPECT_EQ(rc_of(run(a1, start_auth_session(TPM2_SE_HMAC))), rm::kRmSessionMemory);
+  // Refused before the TPM ran anything, and another uid still gets its share.
+  EXPECT_EQ(tpm_->loaded_sessions().size() + tpm_->saved_sessions().size(), 4u);
+  for (int i = 0; i < 4; ++i) make_session(b);
+  EXPECT_EQ(rc_of(run(b, start_auth_session(TPM2_SE_HMAC))), rm::kRmSessionMemory);
+  EXPECT_EQ(rc_of(run(root, start_auth_session(TPM2_SE_HMAC))), TPM2_RC_SESSION_HANDLES) << "the TPM is full";
+  // Closing returns the share.
+  rm_->close(a2);
+  make_session(a3);
+}
+
+TEST_F(FakeRmTest, APerUidSessionShareCanBeSetExplicitly) {
+  rm::RmOptions options;
+  options.max_sessions_per_uid = 1;
+  reset({}, options);
+  ConnectionId a = open(), b = open();
+  make_session(a);
+  EXPECT_EQ(rc_of(run(b, start_auth_session(TPM2_SE_HMAC))), rm::kRmSessionMemory);
 }
 
 }  // namespace
