@@ -73,6 +73,11 @@ std::string TisFifoDriver::identity() const { return "tis:" + bus_->identity(); 
 
 Result<void> TisFifoDriver::set_locality(std::uint8_t locality) {
   if (locality > 4) return make_error(EINVAL, "TIS locality " + std::to_string(locality) + " (0..4)");
+  // As open() checks: a locality past the window would read all-ones and look like a device that never grants.
+  if (bus_->size() < (locality + 1u) * kLocalityWindow) {
+    return make_error(EINVAL, "TIS locality " + std::to_string(locality) + " lies outside the register window of " +
+                                  hex(bus_->size()) + " bytes");
+  }
   options_.locality = locality;
   return {};
 }
