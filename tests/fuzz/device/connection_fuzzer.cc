@@ -18,6 +18,8 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -41,6 +43,16 @@ constexpr int kMaxSteps = 256;
 constexpr short kReadable = POLLIN | POLLRDNORM;
 constexpr short kWritable = POLLOUT | POLLWRNORM;
 constexpr short kHangup = POLLERR | POLLHUP;
+// CONNECTION_FUZZER_TRACE=1: each step on stderr, to follow a reproduced crash.
+bool g_trace = false;
+#define TRACE(...)                       \
+  do {                                   \
+    if (g_trace) {                       \
+      std::fprintf(stderr, __VA_ARGS__); \
+      std::fputc('\n', stderr);          \
+    }                                    \
+  } while (0)
+
 constexpr int kErrnos[] = {ENODEV, ECANCELED, ETIME, EINVAL, EIO, EPIPE, ENOMEM};
 
 std::string show(const Result<Bytes>& r) {
@@ -151,6 +163,8 @@ class Harness {
     // during a run: expiry is exercised through discard_if_expired() at times the input picks.
     options_.discard_after = in_.ConsumeBool() ? 0ms : std::chrono::milliseconds(1h);
     use_gate_ = in_.ConsumeIntegralInRange<int>(0, 7) != 0;
+    TRACE("max_command %zu, discard_after %lld ms, gate %d", options_.max_command,
+          static_cast<long long>(options_.discard_after.count()), use_gate_);
     open_connection();
     open_connection();
   }
@@ -180,10 +194,12 @@ class Harness {
           do_close();
           break;
         case 9:
+          TRACE("backend gone%s", use_gate_ ? "" : " (no gate: ignored)");
           if (use_gate_) gate_->gone_ = true;
           break;
         case 10: {
           Shadow& s = pick();
+          TRACE("notify_backend_gone conn %llu", static_cast<unsigned long long>(s.id));
           s.expect_ready();
           s.conn->notify_backend_gone();
           break;
@@ -240,6 +256,7 @@ class Harness {
       return;
     }
     FUZZ_CHECK(c.ok(), "open() failed: %s", describe(c.error()).c_str());
+    TRACE("open conn %llu", static_cast<unsigned long long>((*c)->id()));
     Shadow s;
     s.conn = *c;
     s.id = s.conn->id();
@@ -323,6 +340,8 @@ class Harness {
                                      std::uint32_t{data[4]} << 8 | data[5];
       if (declared > data.size() || declared < 10) want = make_error(EINVAL, "");
     }
+    TRACE("write conn %llu %s %zu bytes: %s", static_cast<unsigned long long>(s.id),
+          nonblocking ? "O_NONBLOCK" : "blocking", data.size(), want ? show(*want).c_str() : "accepted");
     const std::size_t queued = dispatcher_->queue.size();
     auto t = std::make_shared<Ticket<std::size_t>>();
     s.conn->write(data, nonblocking, callback(t, s.conn.get()));
@@ -372,6 +391,8 @@ class Harness {
     } else {
       want = Bytes{};
     }
+    TRACE("read conn %llu %s max %zu: %s", static_cast<unsigned long long>(s.id), nonblocking ? "O_NONBLOCK" : "blocking",
+          max, want ? show(*want).c_str() : "waits");
     auto t = std::make_shared<Ticket<Bytes>>();
     s.conn->read(max, nonblocking, callback(t, s.conn.get()));
     if (want) {
@@ -392,6 +413,7 @@ class Harness {
   void do_poll() {
     Shadow& s = pick();
     const short got = s.conn->poll();
+    TRACE("poll conn %llu: %#x", static_cast<unsigned long long>(s.id), got);
     FUZZ_CHECK(got == expected_poll(s), "poll() = %#x, want %#x", got, expected_poll(s));
   }
 
@@ -433,6 +455,7 @@ class Harness {
     }
     FUZZ_CHECK(found && found->in_flight, "a completion for a connection with nothing in flight");
     Shadow& s = *found;
+    TRACE("complete conn %llu: %s", static_cast<unsigned long long>(s.id), show(result).c_str());
     Shadow::InFlight finished = *std::exchange(s.in_flight, std::nullopt);
     Result<Bytes> effective = result;
     if (!effective && gone()) effective = make_error(ENODEV, "");
@@ -487,6 +510,9 @@ class Harness {
       }
     }
     const bool got = s.conn->discard_if_expired(now);
+    TRACE("discard_if_expired conn %llu at %+lld ms from the response: %d", static_cast<unsigned long long>(s.id),
+          s.stored ? static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(now - s.stored->after).count()) : 0LL,
+          got);
     FUZZ_CHECK(!want || got == *want, "discard_if_expired() = %d, want %d", got, *want);
     if (got) {
       FUZZ_CHECK(s.stored, "discarded with nothing stored");
@@ -497,6 +523,7 @@ class Harness {
 
   void do_close() {
     Shadow& s = pick();
+    TRACE("close conn %llu", static_cast<unsigned long long>(s.id));
     const bool first = !s.closed;
     s.conn->close();
     s.closed = true;
@@ -508,6 +535,7 @@ class Harness {
     Shadow& s = pick();
     // Only while open: a front-end installs it at open() and it is dropped at close().
     if (s.closed) return;
+    TRACE("set_on_ready conn %llu", static_cast<unsigned long long>(s.id));
     if (in_.ConsumeBool()) {
       s.conn->set_on_ready(nullptr);
       s.on_ready_set = false;
@@ -544,6 +572,7 @@ class Harness {
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   spdlog::set_level(spdlog::level::off);
+  tpmrmd::device::g_trace = std::getenv("CONNECTION_FUZZER_TRACE") != nullptr;
   return 0;
 }
 
