@@ -86,7 +86,7 @@ if ((coverage)); then
       exit 1
     awk -v root="$PWD/" '
       /^Filename/ { printf "  %-48s %8s %8s %7s\n", "file", "lines", "missed", "cover" }
-      $1 ~ /^\// && $8 > $9 { sub(root, "", $1); printf "  %-48s %8d %8d %6.1f%%\n", $1, $8, $9, 100 * ($8 - $9) / $8
+      NR > 2 && $1 != "TOTAL" && $1 !~ /^-/ && $8 > $9 { sub(root, "", $1); if ($1 !~ /^src\//) next; printf "  %-48s %8d %8d %6.1f%%\n", $1, $8, $9, 100 * ($8 - $9) / $8
                               lines += $8; missed += $9 }
       END { if (lines) printf "  %-48s %8d %8d %6.1f%%\n", "(files reached)", lines, missed, 100 * (lines - missed) / lines }
     ' "$dir/coverage/$name.txt"
