@@ -184,8 +184,8 @@ Outcome run_crb(std::shared_ptr<chip::RegisterBus> bus, std::shared_ptr<chip::Po
       check_framing(*r, d.response_size(), "crb exchange");
       continue;
     }
-    if (oversize) {
-      check_code(r.error().code, {E2BIG, ETIME, EIO, EPIPE}, "crb exchange (oversize)");
+    if (command.size() > d.command_size()) {  // E2BIG exactly when the command does not fit
+      check_code(r.error().code, {E2BIG, ETIME, EIO, EPIPE}, "crb exchange (larger than the buffer)");
     } else {
       check_code(r.error().code, {ETIME, EIO, EPIPE, ECANCELED}, "crb exchange");
     }
