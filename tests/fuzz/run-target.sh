@@ -7,7 +7,7 @@
 # WORK_DIR (emptied first) gets corpus/ (the seeds plus what the run found), the crash artifact if any, and
 # fuzz.log. The seed directory is only read.
 # Environment: FUZZ_SECONDS (default 20) bounds the run; FUZZ_RUNS, when set, bounds it by executions instead
-# (long runs); FUZZ_TIMEOUT (default 10 s per input), FUZZ_RSS_MB (default 2048).
+# (long runs); FUZZ_TIMEOUT (default 10 s per input), FUZZ_RSS_MB (default 2048); FUZZ_ASAN_OPTIONS.
 set -uo pipefail
 
 if (($# < 3)); then
@@ -29,8 +29,9 @@ if [[ -n ${FUZZ_RUNS:-} ]]; then
 else
   bound=(-max_total_time="${FUZZ_SECONDS:-20}")
 fi
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
-export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+# Our own sanitizer settings, whatever the caller's suites exported (FUZZ_ASAN_OPTIONS adds to them).
+export ASAN_OPTIONS="detect_leaks=1${FUZZ_ASAN_OPTIONS:+:$FUZZ_ASAN_OPTIONS}"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 
 "$fuzzer" "${bound[@]}" -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb="${FUZZ_RSS_MB:-2048}" \
   -print_final_stats=1 -artifact_prefix="$work/" "$@" "$work/corpus" >"$work/fuzz.log" 2>&1
