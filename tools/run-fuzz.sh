@@ -7,7 +7,8 @@
 #
 #   tools/run-fuzz.sh [TARGET...]      every target (or the named ones), FUZZ_SECONDS each (default 20)
 #   tools/run-fuzz.sh --long           FUZZ_RUNS executions each (default 10000000) instead of a time bound
-#   tools/run-fuzz.sh --merge          then minimise what the runs found into tests/fuzz/corpus/ (not in CI)
+#   tools/run-fuzz.sh --merge          then add what the runs found that reaches new features to
+#                                      tests/fuzz/corpus/ (libFuzzer -merge=1; review before committing; not in CI)
 #   tools/run-fuzz.sh --coverage       replay the corpora in build-fuzz-cov/ (source-based coverage, no
 #                                      sanitizers) and print llvm-cov's line coverage of src/; no fuzzing
 set -uo pipefail
@@ -19,7 +20,7 @@ for arg in "$@"; do
     --long) long=1 ;;
     --merge) merge=1 ;;
     --coverage) coverage=1 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     -*) echo "run-fuzz: unknown option $arg" >&2; exit 2 ;;
     *) wanted+=("$arg") ;;
   esac
@@ -39,7 +40,9 @@ configure() {  # dir, meson options...
   local reconfigure=()
   [[ -f $dir/build.ninja ]] && reconfigure=(--reconfigure)
   mkdir -p "$dir"
-  meson setup "${reconfigure[@]}" "$dir" "${opts[@]}" >"$dir/fuzz-setup.log" 2>&1 ||
+  # Meson's compiler checks run what they link; with coverage flags each would drop a profile in the cwd.
+  LLVM_PROFILE_FILE="$PWD/$dir/meson-check-%p.profraw" \
+    meson setup "${reconfigure[@]}" "$dir" "${opts[@]}" >"$dir/fuzz-setup.log" 2>&1 ||
     { tail -30 "$dir/fuzz-setup.log" >&2; echo "run-fuzz: meson setup $dir failed" >&2; return 1; }
 }
 
