@@ -39,29 +39,31 @@ void Connection::set_on_ready(std::function<void()> on_ready) {
 }
 
 void Connection::write(ByteSpan data, bool nonblocking, WriteDone done) {
-  Bytes command;
-  {
+  // A rejection is answered after the lock is released, as every other answer is: `done` may call back in.
+  std::optional<Error> rejected = [&]() -> std::optional<Error> {
     std::lock_guard lock(mutex_);
     expire_locked(Clock::now());
-    if (state_ == State::kClosed || gone()) return done(make_error(ENODEV, "TPM backend is gone"));
+    if (state_ == State::kClosed || gone()) return make_error(ENODEV, "TPM backend is gone");
     if (data.size() > options_.max_command) {
-      return done(make_error(E2BIG, "write of " + std::to_string(data.size()) + " bytes exceeds " +
-                                        std::to_string(options_.max_command)));
+      return make_error(E2BIG, "write of " + std::to_string(data.size()) + " bytes exceeds " +
+                                   std::to_string(options_.max_command));
     }
-    if (state_ == State::kInFlight) return done(make_error(EBUSY, "a command is still in flight on this fd"));
+    if (state_ == State::kInFlight) return make_error(EBUSY, "a command is still in flight on this fd");
     if (state_ == State::kUnread || state_ == State::kError) {
-      return done(make_error(EBUSY, "the previous response has not been read"));
+      return make_error(EBUSY, "the previous response has not been read");
     }
-    if (data.size() < kMinWrite) return done(make_error(EINVAL, "write shorter than 6 bytes"));
+    if (data.size() < kMinWrite) return make_error(EINVAL, "write shorter than 6 bytes");
     std::uint32_t declared = declared_size(data);
-    if (declared > data.size()) return done(make_error(EINVAL, "declared size exceeds the write"));
-    if (declared < 10) return done(make_error(EINVAL, "declared size below the 10-byte header"));
+    if (declared > data.size()) return make_error(EINVAL, "declared size exceeds the write");
+    if (declared < 10) return make_error(EINVAL, "declared size below the 10-byte header");
     // Accepted: a PARTIAL remainder is discarded now, as the kernel does.
     drop_stored_locked();
-    command.assign(data.begin(), data.begin() + declared);
     state_ = State::kInFlight;
     in_flight_ = InFlight{nonblocking, data.size(), nonblocking ? WriteDone{} : std::move(done), std::nullopt};
-  }
+    return std::nullopt;
+  }();
+  if (rejected) return done(std::move(*rejected));
+  Bytes command(data.begin(), data.begin() + declared_size(data));
   auto self = shared_from_this();
   dispatcher_->submit(id_, std::move(command), [self](Result<Bytes> r) { self->complete(std::move(r)); });
   if (nonblocking) done(data.size());
@@ -90,7 +92,7 @@ void Connection::complete(Result<Bytes> result) {
     if (finished.read) {
       if (stored_locked()) {
         read_result = take_locked(finished.read->first);
-      } else if (gone()) {
+      } else if (state_ == State::kClosed || gone()) {
         read_result = make_error(ENODEV, "TPM backend is gone");
       }
     }
@@ -108,10 +110,10 @@ void Connection::complete(Result<Bytes> result) {
 }
 
 void Connection::read(std::size_t max, bool nonblocking, ReadDone done) {
+  if (max == 0) return done(Bytes{});
   Result<Bytes> out = Bytes{};
   {
     std::lock_guard lock(mutex_);
-    if (max == 0) return done(Bytes{});
     expire_locked(Clock::now());
     if (stored_locked()) {
       out = take_locked(max);
@@ -159,7 +161,7 @@ void Connection::drop_stored_locked() {
 short Connection::poll() {
   std::lock_guard lock(mutex_);
   if (stored_locked()) return POLLIN | POLLRDNORM;
-  if (gone()) return POLLERR | POLLHUP;
+  if (state_ == State::kClosed || gone()) return POLLERR | POLLHUP;
   return POLLOUT | POLLWRNORM;
 }
 

@@ -6,7 +6,7 @@
 // backend makes every call fail with ENODEV except reading a response already stored (UNREAD/PARTIAL/ERROR
 // stay readable; EMPTY then means ENODEV instead of EOF).
 // Nothing here blocks: a blocking write or read is answered later through its callback, from the TPM worker
-// thread, when the command completes.
+// thread, when the command completes. No callback runs under the connection's lock, so one may call back in.
 #pragma once
 
 #include <poll.h>
@@ -62,7 +62,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // is called when it completes. Returns no bytes (EOF) when nothing is pending.
   void read(std::size_t max, bool nonblocking, ReadDone done);
 
-  // poll(2) mask; never blocks.
+  // poll(2) mask; never blocks. POLLIN while a response (or an O_NONBLOCK command's error) is stored,
+  // POLLERR|POLLHUP once the backend is gone or the connection closed, POLLOUT otherwise (in flight too).
   short poll();
 
   // Called whenever the poll mask may have changed (a result stored or discarded, the backend lost).
@@ -90,7 +91,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     kError,     // an O_NONBLOCK command failed; the next read reports its errno: write EBUSY
     kClosed,    // released: everything ENODEV
   };
-  // The command in flight. Kept after close() until its completion, which still answers a waiting writer.
+  // The command in flight. Kept after close() until its completion, which still answers a waiting writer (and
+  // a reader waiting on it, with ENODEV).
   struct InFlight {
     bool nonblocking = false;
     std::size_t write_size = 0;  // the write size to report

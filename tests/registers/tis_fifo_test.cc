@@ -64,6 +64,38 @@ TEST_F(TisTest, OtherLocalitiesAndWindowsWork) {
   EXPECT_EQ(device_->counters().protocol_errors, 0u);
 }
 
+// The first `size` bytes of another bus's window.
+class WindowPrefix final : public chip::RegisterBus {
+ public:
+  WindowPrefix(std::shared_ptr<chip::RegisterBus> bus, std::uint32_t size) : bus_(std::move(bus)), size_(size) {}
+  std::uint8_t read8(std::uint32_t offset) override { return offset < size_ ? bus_->read8(offset) : 0xFF; }
+  std::uint32_t read32(std::uint32_t offset) override { return offset < size_ ? bus_->read32(offset) : 0xFFFFFFFF; }
+  void write8(std::uint32_t offset, std::uint8_t v) override { if (offset < size_) bus_->write8(offset, v); }
+  void write32(std::uint32_t offset, std::uint32_t v) override { if (offset < size_) bus_->write32(offset, v); }
+  std::uint64_t physical_base() const override { return bus_->physical_base(); }
+  std::uint32_t size() const override { return size_; }
+  std::string description() const override { return bus_->description(); }
+
+ private:
+  std::shared_ptr<chip::RegisterBus> bus_;
+  std::uint32_t size_;
+};
+
+// A window that maps locality 0 only: another locality is refused at once, as open() refuses it, instead of
+// being accepted and then polled until timeout A on registers that read all-ones.
+TEST_F(TisTest, LocalitiesOutsideTheWindowAreRefused) {
+  auto bus = std::make_shared<WindowPrefix>(tis_device(), chip::tis_reg::kLocalityWindow);
+  auto d = tis_driver(bus, short_timeouts());
+  ASSERT_NE(d, nullptr);
+  auto refused = d->set_locality(1);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, EINVAL);
+  ASSERT_TRUE(d->set_locality(0).ok());
+  auto r = d->exchange(get_random(8), 2s);
+  ASSERT_TRUE(r.ok()) << describe(r.error());
+  EXPECT_EQ(rc_of(*r), TPM2_RC_SUCCESS);
+}
+
 TEST_F(TisTest, FT01_ValidNeverSetFailsProbeWithEnodev) {
   chip::EmulatedTisOptions o;
   o.faults.valid_never = true;

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
-#include <thread>
 
 #include "chip/registers/poll_backoff.h"
 #include "tpm/endian.h"
@@ -29,7 +28,7 @@ std::string hex(std::uint64_t v) {
 Result<std::unique_ptr<CrbDriver>> CrbDriver::open(std::shared_ptr<RegisterBus> bus, CrbOptions options) {
   if (bus->size() < kDataBuffer) return make_error(EINVAL, "register window too small for CRB");
   std::unique_ptr<CrbDriver> d(new CrbDriver(std::move(bus), options));
-  d->exchange_deadline_ = Clock::now() + 10 * options.timeout_c;
+  d->exchange_deadline_ = d->now() + 10 * options.timeout_c;
   const std::uint32_t id = d->bus_->read32(kInterfaceId);
   if (id == 0xFFFFFFFF || (id & 0xF) != 1) {
     return make_error(ENODEV, "no CRB interface at " + d->bus_->description() + " (INTF_ID " + hex(id) + ")");
@@ -90,10 +89,10 @@ std::string CrbDriver::description() const {
 std::string CrbDriver::identity() const { return "crb:" + bus_->identity(); }
 
 Result<void> CrbDriver::wait_clear(std::uint32_t offset, std::uint32_t bit, const char* what) {
-  const auto deadline = std::min(Clock::now() + options_.timeout_c, exchange_deadline_);
-  PollBackoff backoff(100us);
+  const auto deadline = std::min(now() + options_.timeout_c, exchange_deadline_);
+  auto backoff = this->backoff(100us);
   while (bus_->read32(offset) & bit) {
-    if (Clock::now() >= deadline) {
+    if (now() >= deadline) {
       return make_error(ETIME, std::string(what) + " did not complete within " +
                                    std::to_string(options_.timeout_c.count()) + " ms");
     }
@@ -105,10 +104,10 @@ Result<void> CrbDriver::wait_clear(std::uint32_t offset, std::uint32_t bit, cons
 Result<void> CrbDriver::request_locality() {
   constexpr std::uint32_t kHeld = kLocStateValid | kLocStateAssigned;
   bus_->write32(kLocCtrl, kLocCtrlRequest);
-  const auto deadline = Clock::now() + options_.timeout_c;
-  PollBackoff backoff(100us);
+  const auto deadline = now() + options_.timeout_c;
+  auto backoff = this->backoff(100us);
   while ((bus_->read32(kLocState) & kHeld) != kHeld) {
-    if (Clock::now() >= deadline) {
+    if (now() >= deadline) {
       return make_error(ETIME, "locality 0 not assigned within " + std::to_string(options_.timeout_c.count()) +
                                    " ms (LOC_STATE " + hex(bus_->read32(kLocState)) + ")");
     }
@@ -119,12 +118,12 @@ Result<void> CrbDriver::request_locality() {
 
 Result<void> CrbDriver::relinquish_locality() {
   bus_->write32(kLocCtrl, kLocCtrlRelinquish);
-  const auto deadline = Clock::now() + options_.timeout_c;
-  PollBackoff backoff(100us);
+  const auto deadline = now() + options_.timeout_c;
+  auto backoff = this->backoff(100us);
   for (;;) {
     const std::uint32_t s = bus_->read32(kLocState);
     if ((s & kLocStateValid) && !(s & kLocStateAssigned)) return {};
-    if (Clock::now() >= deadline) {
+    if (now() >= deadline) {
       return make_error(ETIME, "locality 0 still assigned " + std::to_string(options_.timeout_c.count()) +
                                    " ms after relinquish (LOC_STATE " + hex(s) + ")");
     }
@@ -180,15 +179,15 @@ Result<Bytes> CrbDriver::run(ByteSpan command, std::chrono::milliseconds timeout
   bus_->write32(kCtrlCancel, 0);  // a stale CANCEL=1 would make this command look cancelled at once
   bus_->write_block(cmd_offset_, command);
   bus_->write32(kCtrlStart, 1);
-  const auto deadline = std::min(Clock::now() + timeout, exchange_deadline_);
-  PollBackoff backoff(1ms);
+  const auto deadline = std::min(now() + timeout, exchange_deadline_);
+  auto backoff = this->backoff(1ms);
   while (bus_->read32(kCtrlStart) & 1) {
     if (bus_->read32(kCtrlCancel) & 1) {
       (void)cancel();  // make sure the command is over, so its answer cannot be read as the next one's
       return make_error(ECANCELED, "TPM reported the command cancelled (CTRL_CANCEL)");
     }
     if (!bus_->alive()) return make_error(EPIPE, "CRB device lost during execution (" + bus_->description() + ")");
-    if (Clock::now() >= deadline) {
+    if (now() >= deadline) {
       if (!(bus_->read32(kCtrlStart) & 1)) break;
       (void)cancel();
       return make_error(ETIME, "command exceeded its " + std::to_string(timeout.count()) +
@@ -205,7 +204,7 @@ Result<Bytes> CrbDriver::exchange(ByteSpan command, std::chrono::milliseconds ti
   if (!alive()) {
     return make_error(EPIPE, failed_ ? "CRB device failed (CTRL_STS.error)" : "CRB device lost (" + bus_->description() + ")");
   }
-  exchange_deadline_ = Clock::now() + timeout + options_.transport_allowance;
+  exchange_deadline_ = now() + timeout + options_.transport_allowance;
   if (auto r = request_locality(); !r) return r.error();
   Result<Bytes> response = make_error(EIO, "unreachable");
   if (auto ready = control_request(kReqCmdReady, "cmdReady"); !ready) {

@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "chip/driver.h"
+#include "chip/registers/poll_backoff.h"
 #include "chip/registers/register_bus.h"
 
 namespace tpmrmd::chip {
@@ -47,6 +48,8 @@ inline constexpr std::uint32_t kStsIdle = 0x02;
 struct CrbOptions {
   std::chrono::milliseconds timeout_c{200};  // locality, cmdReady/goIdle
   std::chrono::milliseconds transport_allowance{2000};
+  // Time for deadlines and polling sleeps; none: the steady clock.
+  std::shared_ptr<PollClock> clock;
 };
 
 struct CrbCounters {
@@ -74,6 +77,8 @@ class CrbDriver final : public Driver {
 
  private:
   CrbDriver(std::shared_ptr<RegisterBus> bus, CrbOptions options) : bus_(std::move(bus)), options_(options) {}
+  PollClock::Clock::time_point now() const { return PollClock::now(options_.clock.get()); }
+  PollBackoff backoff(std::chrono::microseconds cap) const { return PollBackoff(cap, options_.clock.get()); }
 
   Result<void> wait_clear(std::uint32_t offset, std::uint32_t bit, const char* what);
   Result<void> request_locality();

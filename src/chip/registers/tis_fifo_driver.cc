@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
-#include <thread>
 
 #include "chip/registers/poll_backoff.h"
 #include "tpm/endian.h"
@@ -41,12 +40,12 @@ Result<std::unique_ptr<TisFifoDriver>> TisFifoDriver::open(std::shared_ptr<Regis
   }
   std::unique_ptr<TisFifoDriver> d(new TisFifoDriver(std::move(bus), options));
   // Startup: ACCESS(0).VALID within A, or there is no usable TPM behind the window.
-  const auto deadline = Clock::now() + options.timeout_a;
-  PollBackoff backoff(1ms);
+  const auto deadline = d->now() + options.timeout_a;
+  auto backoff = d->backoff(1ms);
   for (;;) {
     const std::uint8_t access = d->bus_->read8(kAccess);
     if (access != 0xFF && (access & kAccessValid)) break;
-    if (Clock::now() >= deadline) {
+    if (d->now() >= deadline) {
       return make_error(ENODEV, "no TIS TPM at " + d->bus_->description() + ": ACCESS reads " + hex(access) +
                                     ", VALID not set within " + std::to_string(options.timeout_a.count()) + " ms");
     }
@@ -74,6 +73,11 @@ std::string TisFifoDriver::identity() const { return "tis:" + bus_->identity(); 
 
 Result<void> TisFifoDriver::set_locality(std::uint8_t locality) {
   if (locality > 4) return make_error(EINVAL, "TIS locality " + std::to_string(locality) + " (0..4)");
+  // As open() checks: a locality past the window would read all-ones and look like a device that never grants.
+  if (bus_->size() < (locality + 1u) * kLocalityWindow) {
+    return make_error(EINVAL, "TIS locality " + std::to_string(locality) + " lies outside the register window of " +
+                                  hex(bus_->size()) + " bytes");
+  }
   options_.locality = locality;
   return {};
 }
@@ -92,13 +96,13 @@ Result<std::uint8_t> TisFifoDriver::status() {
 Result<std::uint8_t> TisFifoDriver::wait_status(std::uint8_t mask, std::uint8_t value,
                                                 std::chrono::milliseconds timeout, int timeout_code,
                                                 const char* what) {
-  const auto deadline = std::min(Clock::now() + timeout, exchange_deadline_);
-  PollBackoff backoff(500us);
+  const auto deadline = std::min(now() + timeout, exchange_deadline_);
+  auto backoff = this->backoff(500us);
   for (;;) {
     auto s = status();
     if (!s) return s;
     if ((*s & mask) == value) return s;
-    if (Clock::now() >= deadline) {
+    if (now() >= deadline) {
       return make_error(timeout_code, std::string(what) + " not reached within " + std::to_string(timeout.count()) +
                                           " ms (TPM_STS " + hex(*s) + ")");
     }
@@ -107,8 +111,8 @@ Result<std::uint8_t> TisFifoDriver::wait_status(std::uint8_t mask, std::uint8_t 
 }
 
 Result<std::uint16_t> TisFifoDriver::wait_burst() {
-  const auto deadline = std::min(Clock::now() + options_.burst_timeout, exchange_deadline_);
-  PollBackoff backoff(500us);
+  const auto deadline = std::min(now() + options_.burst_timeout, exchange_deadline_);
+  auto backoff = this->backoff(500us);
   for (;;) {
     const std::uint32_t sts = bus_->read32(reg(kSts));
     if (sts & kStsMustBeZero) {
@@ -117,7 +121,7 @@ Result<std::uint16_t> TisFifoDriver::wait_burst() {
     }
     const auto burst = static_cast<std::uint16_t>(sts >> 8);
     if (burst != 0) return burst;
-    if (Clock::now() >= deadline) {  // P-3: a device timeout, not EBUSY
+    if (now() >= deadline) {  // P-3: a device timeout, not EBUSY
       return make_error(ETIME, "burstCount stayed 0 for " + std::to_string(options_.burst_timeout.count()) + " ms");
     }
     backoff.wait();
@@ -128,11 +132,11 @@ Result<void> TisFifoDriver::request_locality() {
   auto held = [&] { return (bus_->read8(reg(kAccess)) & 0xA2) == (kAccessValid | kAccessActive); };
   if (held()) return {};
   bus_->write8(reg(kAccess), kAccessRequestUse);
-  const auto deadline = Clock::now() + options_.timeout_a;
-  PollBackoff backoff(1ms);
+  const auto deadline = now() + options_.timeout_a;
+  auto backoff = this->backoff(1ms);
   while (!held()) {
     if (!bus_->alive()) return make_error(EPIPE, "TIS device lost (" + bus_->description() + ")");
-    if (Clock::now() >= deadline) {
+    if (now() >= deadline) {
       return make_error(EPIPE, "locality " + std::to_string(options_.locality) + " not granted within " +
                                    std::to_string(options_.timeout_a.count()) + " ms (ACCESS " +
                                    hex(bus_->read8(reg(kAccess))) + ")");
@@ -185,16 +189,16 @@ Result<void> TisFifoDriver::send(ByteSpan command) {
     if (r) return r;
     last = r.error();
     bus_->write8(reg(kSts), kStsCommandReady);  // aborts the partial command
-    if (!send_retryable(last.code) || attempt >= options_.send_attempts || Clock::now() >= exchange_deadline_) break;
+    if (!send_retryable(last.code) || attempt >= options_.send_attempts || now() >= exchange_deadline_) break;
     ++counters_.send_retries;
-    std::this_thread::sleep_for(100us);
+    PollClock::sleep_for(options_.clock.get(), 100us);
   }
   if (last.code == EAGAIN) last.code = ETIME;  // stsValid never came, even after the retries
   return make_error(last.code, "send: " + last.message);
 }
 
 Result<void> TisFifoDriver::wait_complete(Clock::time_point deadline, std::chrono::milliseconds timeout) {
-  PollBackoff backoff(1ms);
+  auto backoff = this->backoff(1ms);
   for (;;) {
     auto s = status();
     if (!s) return s.error();
@@ -206,7 +210,7 @@ Result<void> TisFifoDriver::wait_complete(Clock::time_point deadline, std::chron
       return make_error(ECANCELED, "TPM reported the command cancelled (TPM_STS " + hex(*s) + ")");
     }
     if (!bus_->alive()) return make_error(EPIPE, "TIS device lost during execution (" + bus_->description() + ")");
-    if (Clock::now() >= deadline) {
+    if (now() >= deadline) {
       s = status();
       if (s && (*s & 0x90) == 0x90) return {};
       ++counters_.cancels;
@@ -257,7 +261,7 @@ Result<Bytes> TisFifoDriver::receive() {
     auto r = recv_data();
     if (r) return r;
     last = r.error();
-    if (last.code != EIO || attempt >= options_.receive_attempts || Clock::now() >= exchange_deadline_) break;
+    if (last.code != EIO || attempt >= options_.receive_attempts || now() >= exchange_deadline_) break;
     ++counters_.receive_retries;
     bus_->write8(reg(kSts), kStsResponseRetry);
   }
@@ -267,7 +271,7 @@ Result<Bytes> TisFifoDriver::receive() {
 Result<Bytes> TisFifoDriver::exchange_held(ByteSpan command, std::chrono::milliseconds timeout) {
   if (auto r = send(command); !r) return r.error();
   bus_->write8(reg(kSts), kStsGo);
-  if (auto r = wait_complete(std::min(Clock::now() + timeout, exchange_deadline_), timeout); !r) {
+  if (auto r = wait_complete(std::min(now() + timeout, exchange_deadline_), timeout); !r) {
     bus_->write8(reg(kSts), kStsCommandReady);  // cancel: aborts the command and drops any response
     return r.error();
   }
@@ -279,7 +283,7 @@ Result<Bytes> TisFifoDriver::exchange_held(ByteSpan command, std::chrono::millis
 Result<Bytes> TisFifoDriver::exchange(ByteSpan command, std::chrono::milliseconds timeout) {
   if (command.size() < 10) return make_error(EINVAL, "command of " + std::to_string(command.size()) + " bytes");
   if (!bus_->alive()) return make_error(EPIPE, "TIS device lost (" + bus_->description() + ")");
-  exchange_deadline_ = Clock::now() + timeout + options_.transport_allowance;
+  exchange_deadline_ = now() + timeout + options_.transport_allowance;
   if (auto r = request_locality(); !r) return r.error();
   auto response = exchange_held(command, timeout);
   relinquish_locality();

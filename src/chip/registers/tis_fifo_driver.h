@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "chip/driver.h"
+#include "chip/registers/poll_backoff.h"
 #include "chip/registers/register_bus.h"
 
 namespace tpmrmd::chip {
@@ -70,6 +71,8 @@ struct TisFifoOptions {
   bool vendor_cancel_quirks = false;
   // iTPM workaround: don't check Expect.
   bool ignore_expect = false;
+  // Time for deadlines and polling sleeps; none: the steady clock.
+  std::shared_ptr<PollClock> clock;
 };
 
 struct TisFifoCounters {
@@ -98,6 +101,8 @@ class TisFifoDriver final : public Driver {
  private:
   TisFifoDriver(std::shared_ptr<RegisterBus> bus, TisFifoOptions options);
   std::uint32_t reg(std::uint32_t offset) const { return options_.locality * tis_reg::kLocalityWindow + offset; }
+  PollClock::Clock::time_point now() const { return PollClock::now(options_.clock.get()); }
+  PollBackoff backoff(std::chrono::microseconds cap) const { return PollBackoff(cap, options_.clock.get()); }
 
   Result<std::uint8_t> status();
   Result<std::uint8_t> wait_status(std::uint8_t mask, std::uint8_t value, std::chrono::milliseconds timeout,
