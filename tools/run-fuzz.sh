@@ -98,7 +98,7 @@ if ((coverage)); then
 fi
 
 dir=build-fuzz
-configure "$dir" -Db_sanitize=address,undefined -Db_lundef=false && build_targets "$dir" || exit 1
+configure "$dir" -Db_sanitize=address,undefined -Db_lundef=false -Dcpp_args=-g1 && build_targets "$dir" || exit 1
 if ((long)); then export FUZZ_RUNS=${FUZZ_RUNS:-10000000}; fi
 
 status=0

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The project's test command: installs dependencies, builds, runs every suite (unit, swtpm, VM), then the
-# host suites again under ASan+UBSan and under TSan, and prints one summary line "tests: N passed, N failed".
+# host suites again under ASan+UBSan and under TSan, then every fuzz target for a bounded time, and prints one
+# summary line "tests: N passed, N failed".
 #
 #   tools/run-tests.sh                     everything (what CI runs)
 #   TPMRMD_SANITIZE=0 tools/run-tests.sh   skip the ASan+UBSan pass
 #   TPMRMD_TSAN=0 tools/run-tests.sh       skip the ThreadSanitizer pass
+#   TPMRMD_FUZZ=0 tools/run-tests.sh       skip the bounded libFuzzer runs (tools/run-fuzz.sh)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +40,12 @@ if [[ ${TPMRMD_TSAN:-1} != 0 ]]; then
   export TSAN_OPTIONS=second_deadlock_stack=1
   tools/build.sh build-tsan -Db_sanitize=thread -Db_lundef=false -Dvm_tests=disabled $lean_debug &&
     run_suites build-tsan --no-suite vm || status=1
+fi
+
+if [[ ${TPMRMD_FUZZ:-1} != 0 ]]; then
+  echo "=== libFuzzer: every *_fuzzer under ASan+UBSan, FUZZ_SECONDS (20) each (build-fuzz/)"
+  tools/run-fuzz.sh || status=1
+  junits+=(build-fuzz/meson-logs/testlog.junit.xml)
 fi
 
 python3 tools/test-summary.py "${junits[@]}" || status=1
