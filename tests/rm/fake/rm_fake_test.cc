@@ -530,6 +530,23 @@ TEST_F(FakeRmTest, PropertiesDescribeTheConnectionNotTheTpm) {
   EXPECT_EQ(property_of(r, TPM2_PT_HR_TRANSIENT_AVAIL), rm::RmOptions{}.max_objects_per_connection - 1);
 }
 
+// The RM sends GetCapability(TPM_PROPERTIES) without its sessions, so the TPM ends none of them: a session the
+// client named with continueSession clear must be ended by the RM (found by rm_clients_fuzzer: it was dropped
+// from the RM's table and stayed loaded in the TPM, owned by nobody, until shutdown).
+TEST_F(FakeRmTest, PropertiesWithASessionToEndEndIt) {
+  ConnectionId c = open();
+  TPM2_HANDLE s = handle_of(ok(c, start_auth_session(TPM2_SE_HMAC)));
+  Bytes p = body_of(get_capability(TPM2_CAP_TPM_PROPERTIES, TPM2_PT_HR_LOADED, 4));
+  ok(c, build_command(TPM2_CC_GetCapability, {}, {Auth{s, 0}}, p));
+  EXPECT_TRUE(tpm_->loaded_sessions().empty());
+  EXPECT_TRUE(tpm_->saved_sessions().empty());
+  EXPECT_EQ(errno_of(c, policy_get_digest(s)), EINVAL);
+  // With continueSession set, the session lives on.
+  TPM2_HANDLE t = handle_of(ok(c, start_auth_session(TPM2_SE_POLICY)));
+  ok(c, build_command(TPM2_CC_GetCapability, {}, {Auth{t, TPMA_SESSION_CONTINUESESSION}}, p));
+  ok(c, policy_get_digest(t));
+}
+
 TEST_F(FakeRmTest, ObjectWhoseContextNoLongerLoadsIsDeadButFlushable) {
   ConnectionId c = open();
   std::vector<std::pair<TPM2_HANDLE, std::uint64_t>> keys;
