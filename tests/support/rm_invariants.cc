@@ -68,6 +68,11 @@ void RmInvariants::excuse(TPM2_HANDLE handle) {
   if (auto s = tpm_.session_serial(handle)) excused_sessions_.emplace(handle, *s);
 }
 
+void RmInvariants::lied_about(TPM2_HANDLE handle) {
+  if (auto s = tpm_.object_serial(handle)) lied_objects_.insert(*s);
+  if (auto s = tpm_.session_serial(handle)) lied_sessions_.insert(*s);
+}
+
 void RmInvariants::on_restart() {
   if (!rm_) return;
   for (const auto& [id, o] : rm_->residency().objects().entries()) stale_objects_.insert(id);
@@ -90,12 +95,12 @@ std::optional<std::uint64_t> RmInvariants::serial_presented(ByteSpan command) co
 
 bool RmInvariants::may_reach_object(rm::ConnectionId id, std::uint64_t serial) const {
   auto it = object_reach_.find(serial);
-  return it != object_reach_.end() && it->second.count(id);
+  return (it != object_reach_.end() && it->second.count(id)) || lied_objects_.count(serial);
 }
 
 bool RmInvariants::may_reach_session(rm::ConnectionId id, std::uint64_t serial) const {
   auto it = session_reach_.find(serial);
-  return it != session_reach_.end() && it->second.count(id);
+  return (it != session_reach_.end() && it->second.count(id)) || lied_sessions_.count(serial);
 }
 
 void RmInvariants::on_response(rm::ConnectionId id, ByteSpan command, const Result<Bytes>& result) {

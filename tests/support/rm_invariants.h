@@ -50,6 +50,10 @@ class RmInvariants {
   // The TPM holds what `handle` names (an object slot or a session) although the RM was told otherwise (a
   // hostile response hid it): the leak checks excuse it for as long as that object or session is there.
   void excuse(TPM2_HANDLE handle);
+  // A hostile response named `handle` as one it created, and the object or session there is not what the
+  // RM asked for: whichever connection the RM gives it to may reach it (the RM cannot tell such a lie from a
+  // slot emptied behind it and reused; docs/rm.md, Drift). Every other reach is still checked.
+  void lied_about(TPM2_HANDLE handle);
 
   // After every step: the RM's tables are consistent, no object or session is reachable from a connection
   // that may not reach it, and (unless a fault excuses it) the fake's slots are the RM's resident entries.
@@ -98,6 +102,8 @@ class RmInvariants {
   std::map<std::uint64_t, std::set<rm::ConnectionId>> session_reach_;
   std::set<std::uint64_t> seen_objects_;  // every object serial ever handed to a connection
   std::set<std::uint64_t> seen_sessions_;
+  std::set<std::uint64_t> lied_objects_;  // serials lied_about() named
+  std::set<std::uint64_t> lied_sessions_;
   // (handle, serial) of objects / sessions the RM may have lost track of without a fault of its own: their
   // FlushContext was not carried out, or excuse() named them.
   std::set<std::pair<TPM2_HANDLE, std::uint64_t>> excused_objects_;

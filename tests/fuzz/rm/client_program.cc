@@ -110,11 +110,18 @@ ClientProgram::ClientProgram(FuzzInput& in, ProgramLimits limits) : in_(in), lim
 ClientProgram::~ClientProgram() = default;
 
 void ClientProgram::run() {
+  run_steps();
+  finish();
+}
+
+void ClientProgram::run_steps() {
   for (std::size_t i = 0; i < limits_.max_steps && !in_.empty(); ++i) {
     step();
     invariants_->check();
   }
-  // Whatever faults are still armed, the end is a clean close: what remains is then the RM's doing.
+}
+
+void ClientProgram::finish() {  // Whatever faults are still armed, the end is a clean close: what remains is then the RM's doing.
   tpm_->fail_next(0, 0);
   tpm_->inject_rc(0, 0, 0);
   while (!connections_.empty()) {

@@ -36,9 +36,11 @@ class ClientProgram {
   testing::FakeTpm& tpm() { return *tpm_; }
   testing::RmInvariants& invariants() { return *invariants_; }
 
-  // Runs the steps, checking the invariants after each; then closes every connection and shuts the RM down,
-  // checking what must hold then.
+  // Runs the steps, checking the invariants after each; then finish().
   void run();
+  void run_steps();
+  // Clears the armed faults, closes every connection and shuts the RM down, checking what must hold then.
+  void finish();
 
  private:
   struct Connection {
