@@ -7,6 +7,7 @@
 
 #include "tpm/commands.h"
 #include "tpm/endian.h"
+#include "tpm/header.h"
 #include "tpm/rc_names.h"
 #include "tpm/responses.h"
 
@@ -34,7 +35,16 @@ Residency::Residency(TpmPort& tpm, const RmOptions& options, Counters& counters)
 
 Result<Bytes> Residency::send(ByteSpan command, std::uint64_t Counters::*counter) {
   ++(counters_.*counter);
-  return tpm_.transmit(command);
+  auto response = tpm_.transmit(command);
+  if (!response) return response;
+  // A response whose size field disagrees with its length is no response: nothing is read from it, and the
+  // client gets an errno rather than bytes no TPM would send.
+  auto header = tpm::parse_response_header(*response);
+  if (!header || header->size != response->size()) {
+    return make_error(EIO, fmt::format("malformed TPM response ({} bytes, size field {})", response->size(),
+                                       header ? header->size : 0));
+  }
+  return response;
 }
 
 bool Residency::flush(TPM2_HANDLE handle) {
