@@ -572,6 +572,25 @@ TEST_F(FakeRmTest, TransportFailuresArePassedOnAndTheRmKeepsWorking) {
   EXPECT_EQ(serial(c, k.first), k.second);
 }
 
+// Found by rm_hostile_tpm_fuzzer: a response whose size field disagrees with its length was handed to the client.
+TEST_F(FakeRmTest, AMalformedTpmResponseIsATransportErrorNotAClientResponse) {
+  ConnectionId c = open();
+  auto k = make_key(c);
+  tpm_->set_response_hook([](ByteSpan, Bytes response) -> Result<Bytes> {
+    response.resize(response.size() - 3);
+    return response;
+  });
+  EXPECT_EQ(errno_of(c, read_public(k.first)), EIO);
+  EXPECT_EQ(errno_of(c, get_random(8)), EIO);
+  tpm_->set_response_hook([](ByteSpan, Bytes response) -> Result<Bytes> {
+    response.push_back(0);
+    return response;
+  });
+  EXPECT_EQ(errno_of(c, get_random(8)), EIO);
+  tpm_->set_response_hook({});
+  EXPECT_EQ(serial(c, k.first), k.second);
+}
+
 TEST_F(FakeRmTest, UnknownCommandCodeIsAnsweredWithoutTheTpm) {
   ConnectionId c = open();
   const auto before = tpm_->commands();
