@@ -21,7 +21,7 @@
 namespace tpmrmd::fuzz {
 
 struct ProgramLimits {
-  std::size_t max_steps = 48;
+  std::size_t max_steps = 24;
   std::size_t max_connections = 4;
   bool faults = true;  // kFault steps act (the hostile target brings its own faults)
   bool trace = false;  // print every step to stderr (reproducing a finding)
