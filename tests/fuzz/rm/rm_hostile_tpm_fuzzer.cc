@@ -16,6 +16,7 @@
 #include <cstdlib>
 
 #include "client_program.h"
+#include "rm/command.h"
 #include "tpm/endian.h"
 #include "tpm/header.h"
 #include "tpm/responses.h"
@@ -61,8 +62,16 @@ class HostileTpm {
     if (!changed) return out;
     auto& invariants = program_.invariants();
     invariants.set_slots_trusted(false);
-    // What the TPM created stays there whatever the RM was told.
+    // What the TPM created, and what the command named (a lie such as "gone" makes the RM forget a context
+    // the TPM still holds), stay there whatever the RM was told.
     if (created) invariants.excuse(original);
+    if (auto parsed = tpmrmd::rm::parse_command(command, tpm.info().commands)) {
+      for (TPM2_HANDLE h : parsed->handles) invariants.excuse(h);
+      if (parsed->code == TPM2_CC_ContextLoad) {
+        auto context = tpmrmd::tpm::parse_context(command.subspan(parsed->parameter_offset));
+        if (context) invariants.excuse(context->saved_handle);
+      }
+    }
     if (out && returns_handle && out->size() >= 14 && tpmrmd::tpm::response_code(*out) &&
         *tpmrmd::tpm::response_code(*out) == TPM2_RC_SUCCESS) {
       const TPM2_HANDLE claimed = tpmrmd::tpm::load_u32(*out, 10);
