@@ -37,12 +37,14 @@ Result<Bytes> Residency::send(ByteSpan command, std::uint64_t Counters::*counter
   ++(counters_.*counter);
   auto response = tpm_.transmit(command);
   if (!response) return response;
-  // A response whose size field disagrees with its length is no response: nothing is read from it, and the
-  // client gets an errno rather than bytes no TPM would send.
+  // A response whose size field disagrees with its length, or whose tag no TPM sends (TPM_ST_RSP_COMMAND is a
+  // TPM's answer to a command with a bad tag), is no response: nothing is read from it, and the client gets
+  // an errno rather than bytes no TPM would send.
   auto header = tpm::parse_response_header(*response);
-  if (!header || header->size != response->size()) {
-    return make_error(EIO, fmt::format("malformed TPM response ({} bytes, size field {})", response->size(),
-                                       header ? header->size : 0));
+  if (!header || header->size != response->size() ||
+      (header->tag != TPM2_ST_NO_SESSIONS && header->tag != TPM2_ST_SESSIONS && header->tag != TPM2_ST_RSP_COMMAND)) {
+    return make_error(EIO, fmt::format("malformed TPM response ({} bytes, size field {}, tag 0x{:04x})",
+                                       response->size(), header ? header->size : 0, header ? header->tag : 0));
   }
   return response;
 }
