@@ -587,6 +587,11 @@ TEST_F(FakeRmTest, AMalformedTpmResponseIsATransportErrorNotAClientResponse) {
     return response;
   });
   EXPECT_EQ(errno_of(c, get_random(8)), EIO);
+  tpm_->set_response_hook([](ByteSpan, Bytes response) -> Result<Bytes> {
+    response[0] ^= 0x10;  // tag 0x9001
+    return response;
+  });
+  EXPECT_EQ(errno_of(c, get_random(8)), EIO);
   tpm_->set_response_hook({});
   EXPECT_EQ(serial(c, k.first), k.second);
 }
