@@ -73,6 +73,17 @@ void RmInvariants::lied_about(TPM2_HANDLE handle) {
   if (auto s = tpm_.session_serial(handle)) lied_sessions_.insert(*s);
 }
 
+void RmInvariants::grant(rm::ConnectionId id, TPM2_HANDLE handle) {
+  if (auto s = tpm_.object_serial(handle)) {
+    seen_objects_.insert(*s);
+    object_reach_[*s].insert(id);
+  }
+  if (auto s = tpm_.session_serial(handle)) {
+    seen_sessions_.insert(*s);
+    session_reach_[*s].insert(id);
+  }
+}
+
 void RmInvariants::on_restart() {
   if (!rm_) return;
   for (const auto& [id, o] : rm_->residency().objects().entries()) stale_objects_.insert(id);

@@ -54,6 +54,9 @@ class RmInvariants {
   // RM asked for: whichever connection the RM gives it to may reach it (the RM cannot tell such a lie from a
   // slot emptied behind it and reused; docs/rm.md, Drift). Every other reach is still checked.
   void lied_about(TPM2_HANDLE handle);
+  // Connection `id`'s own command created what `handle` names, and a hostile response hid it: the connection
+  // may reach it (the RM may still map one of its stale handles there), no other may.
+  void grant(rm::ConnectionId id, TPM2_HANDLE handle);
 
   // After every step: the RM's tables are consistent, no object or session is reachable from a connection
   // that may not reach it, and (unless a fault excuses it) the fake's slots are the RM's resident entries.

@@ -186,7 +186,10 @@ std::size_t ClientProgram::pick_connection() { return in_.pick(connections_.size
 
 void ClientProgram::execute(std::size_t index, const Bytes& command) {
   Connection& c = connections_[index];
+  executing_command_ = &command;
+  executing_connection_ = c.id;
   auto result = rm_->execute(c.id, command);
+  executing_command_ = nullptr;
   if (limits_.trace) {
     std::fprintf(stderr, "conn %llu: %s -> %s\n", static_cast<unsigned long long>(c.id), to_hex(command).c_str(),
                  result ? to_hex(*result).c_str() : describe(result.error()).c_str());

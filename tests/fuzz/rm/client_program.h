@@ -35,6 +35,9 @@ class ClientProgram {
 
   testing::FakeTpm& tpm() { return *tpm_; }
   testing::RmInvariants& invariants() { return *invariants_; }
+  // The client command being executed and its connection, while execute() runs.
+  const Bytes* executing_command() const { return executing_command_; }
+  rm::ConnectionId executing_connection() const { return executing_connection_; }
 
   // Runs the steps, checking the invariants after each; then finish().
   void run();
@@ -77,6 +80,8 @@ class ClientProgram {
   std::vector<Key> keys_;
   std::vector<Bytes> recent_;   // commands sent, for mutation
   std::vector<TPM2_HANDLE> all_sessions_;  // sessions any connection got
+  const Bytes* executing_command_ = nullptr;
+  rm::ConnectionId executing_connection_ = 0;
 };
 
 }  // namespace tpmrmd::fuzz

@@ -11,6 +11,7 @@
 // program.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
@@ -65,6 +66,13 @@ class HostileTpm {
     // What the TPM created, and what the command named (a lie such as "gone" makes the RM forget a context
     // the TPM still holds), stay there whatever the RM was told.
     if (created) invariants.excuse(original);
+    // The RM's own commands that return a handle are ContextLoads; anything else, or a ContextLoad sent as the
+    // client wrote it, is the executing client's, so what it created is that connection's.
+    const tpmrmd::Bytes* client = program_.executing_command();
+    if (created && client &&
+        (header->code != TPM2_CC_ContextLoad || std::equal(command.begin(), command.end(), client->begin(), client->end()))) {
+      invariants.grant(program_.executing_connection(), original);
+    }
     if (auto parsed = tpmrmd::rm::parse_command(command, tpm.info().commands)) {
       for (TPM2_HANDLE h : parsed->handles) invariants.excuse(h);
       if (parsed->code == TPM2_CC_ContextLoad) {
