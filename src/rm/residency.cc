@@ -244,7 +244,12 @@ bool Residency::evict_object(const std::set<ObjectId>& pinned) {
       o->context_current = true;
     }
     auto resp = send(tpm::make_flush_context(physical), &Counters::flushes);
-    if (!resp) return false;
+    if (!resp) {
+      // The answer is lost, not necessarily the flush: the TPM may hand the slot out next, and a mapping left
+      // on it would reach whatever lands there. The context is current, so the object stays reloadable.
+      objects_.set_physical(*victim, std::nullopt);
+      return false;
+    }
     auto rc = tpm::response_code(*resp);
     if (rc && *rc != TPM2_RC_SUCCESS && !is_gone(*rc)) {
       o->unevictable_tick = clock_;
