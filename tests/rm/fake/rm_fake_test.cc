@@ -14,6 +14,7 @@
 #include "rm/worker_dispatcher.h"
 #include "support/fake_tpm.h"
 #include "support/tpm_commands.h"
+#include "tpm/header.h"
 
 namespace tpmrmd::testing {
 namespace {
@@ -594,6 +595,34 @@ TEST_F(FakeRmTest, AMalformedTpmResponseIsATransportErrorNotAClientResponse) {
   EXPECT_EQ(errno_of(c, get_random(8)), EIO);
   tpm_->set_response_hook({});
   EXPECT_EQ(serial(c, k.first), k.second);
+}
+
+// Found by rm_hostile_tpm_fuzzer: the answer to the RM's FlushContext of an evicted object was lost (the TPM
+// had flushed it), the RM kept believing the object loaded in that slot, and the next object the TPM put there
+// (its answer lost too) became reachable through the first connection's handle.
+TEST_F(FakeRmTest, ALostFlushAnswerNeverLeavesAHandleOnTheSlot) {
+  FakeTpmOptions tpm_options;
+  tpm_options.object_slots = 1;
+  reset(tpm_options, {});
+  ConnectionId a = open(), b = open();
+  auto k = make_key(a, 1);
+  int lost = 0;
+  tpm_->set_response_hook([&lost](ByteSpan command, Bytes response) -> Result<Bytes> {
+    const TPM2_CC code = tpm::parse_command_header(command)->code;
+    if ((code == TPM2_CC_FlushContext && lost == 0) || (code == TPM2_CC_CreatePrimary && lost == 1)) {
+      ++lost;
+      return make_error(ETIME, "answer lost");
+    }
+    return response;
+  });
+  auto created = rm_->execute(b, create_primary(TPM2_RH_OWNER, 2));
+  EXPECT_FALSE(created && rc_of(*created) == TPM2_RC_SUCCESS);
+  tpm_->set_response_hook({});
+  ASSERT_EQ(lost, 2);
+  auto r = rm_->execute(a, read_public(k.first));
+  if (r && rc_of(*r) == TPM2_RC_SUCCESS) {
+    EXPECT_EQ(FakeTpm::serial_in_read_public(*r), k.second);
+  }
 }
 
 TEST_F(FakeRmTest, UnknownCommandCodeIsAnsweredWithoutTheTpm) {
