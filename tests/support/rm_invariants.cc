@@ -116,6 +116,7 @@ bool RmInvariants::may_reach_session(rm::ConnectionId id, std::uint64_t serial) 
 
 void RmInvariants::on_response(rm::ConnectionId id, ByteSpan command, const Result<Bytes>& result) {
   if (!result) {
+    response_distrusted_ = false;
     if (result.error().code == 0) fail(fmt::format("connection {}: an error without an errno", id));
     return;
   }
@@ -134,13 +135,14 @@ void RmInvariants::on_response(rm::ConnectionId id, ByteSpan command, const Resu
     fail(fmt::format("connection {}: response tag 0x{:04x}: {}", id, header->tag, to_hex(r)));
     return;
   }
+  const bool distrusted = std::exchange(response_distrusted_, false);
   if (header->rc != TPM2_RC_SUCCESS || !rm_) return;
   auto parsed = rm::parse_command(command, tpm_.info().commands);
   if (!parsed) return;
   if (parsed->attributes.returns_handle() && r.size() >= tpm::kHeaderSize + 4) {
     on_new_handle(id, command, tpm::load_u32(r, tpm::kHeaderSize));
   }
-  if (parsed->code == TPM2_CC_ReadPublic) {
+  if (parsed->code == TPM2_CC_ReadPublic && !distrusted) {
     if (auto serial = FakeTpm::serial_in_read_public(r); serial && !may_reach_object(id, *serial)) {
       fail(fmt::format("connection {}: ReadPublic(0x{:08x}) answered object #{}, which it never created or "
                        "loaded",

@@ -57,6 +57,9 @@ class RmInvariants {
   // Connection `id`'s own command created what `handle` names, and a hostile response hid it: the connection
   // may reach it (the RM may still map one of its stale handles there), no other may.
   void grant(rm::ConnectionId id, TPM2_HANDLE handle);
+  // The response the next on_response() sees was rewritten by a hostile TPM: what it names (a serial in a
+  // ReadPublic) says nothing about the RM. Its framing is still checked.
+  void distrust_response() { response_distrusted_ = true; }
 
   // After every step: the RM's tables are consistent, no object or session is reachable from a connection
   // that may not reach it, and (unless a fault excuses it) the fake's slots are the RM's resident entries.
@@ -99,6 +102,7 @@ class RmInvariants {
   const rm::ResourceManager* rm_ = nullptr;
   std::size_t violations_ = 0;
   bool slots_trusted_ = true;
+  bool response_distrusted_ = false;
 
   // serial -> connections that may reach it.
   std::map<std::uint64_t, std::set<rm::ConnectionId>> object_reach_;

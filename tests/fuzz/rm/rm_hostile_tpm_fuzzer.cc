@@ -69,6 +69,10 @@ class HostileTpm {
     // The RM's own commands that return a handle are ContextLoads; anything else, or a ContextLoad sent as the
     // client wrote it, is the executing client's, so what it created is that connection's.
     const tpmrmd::Bytes* client = program_.executing_command();
+    if (client && header) {
+      auto client_header = tpmrmd::tpm::parse_command_header(*client);
+      if (client_header && client_header->code == header->code) invariants.distrust_response();
+    }
     if (created && client &&
         (header->code != TPM2_CC_ContextLoad || std::equal(command.begin(), command.end(), client->begin(), client->end()))) {
       invariants.grant(program_.executing_connection(), original);
