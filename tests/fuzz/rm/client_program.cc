@@ -416,6 +416,7 @@ void ClientProgram::fault() {
       return;
     }
     case 3:
+      if (!limits_.restarts) return;
       tpm_->restart();
       invariants_->on_restart();
       return;

@@ -23,7 +23,10 @@ namespace tpmrmd::fuzz {
 struct ProgramLimits {
   std::size_t max_steps = 24;
   std::size_t max_connections = 4;
-  bool faults = true;  // kFault steps act (the hostile target brings its own faults)
+  bool faults = true;  // kFault steps act
+  // restart() among the faults. Off under the hostile TPM: a reset the RM is not told of empties slots
+  // behind it, and a creation answer a lie then hides reuses one (docs/fuzzing.md, known and not fixed).
+  bool restarts = true;
   bool trace = false;  // print every step to stderr (reproducing a finding)
 };
 

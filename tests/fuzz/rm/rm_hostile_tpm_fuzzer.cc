@@ -185,6 +185,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   FuzzInput in(data + 1 + script_size, size - 1 - script_size);
   tpmrmd::fuzz::ProgramLimits limits;
   limits.trace = trace;
+  limits.restarts = false;
   tpmrmd::fuzz::ClientProgram program(in, limits);
   program.tpm().set_response_hook(HostileTpm(script, program));
   program.run_steps();
