@@ -7,6 +7,7 @@
 
 #include "tpm/commands.h"
 #include "tpm/endian.h"
+#include "tpm/header.h"
 #include "tpm/rc_names.h"
 #include "tpm/responses.h"
 
@@ -34,13 +35,27 @@ Residency::Residency(TpmPort& tpm, const RmOptions& options, Counters& counters)
 
 Result<Bytes> Residency::send(ByteSpan command, std::uint64_t Counters::*counter) {
   ++(counters_.*counter);
-  auto resp = tpm_.transmit(command);
-  // E2BIG is the chip's refusal to send at all; ENODEV ends the generation: neither leaves anything unknown.
-  if (!resp && resp.error().code != E2BIG && tpm_.available()) {
-    mark_unverified(fmt::format("command 0x{:x} failed after it was sent: {}",
-                                command.size() >= 10 ? tpm::load_u32(command, 6) : 0u, describe(resp.error())));
+  auto response = tpm_.transmit(command);
+  const TPM2_CC code = command.size() >= 10 ? tpm::load_u32(command, 6) : 0u;
+  if (!response) {
+    // E2BIG is the chip's refusal to send at all; ENODEV ends the generation: neither leaves anything unknown.
+    if (response.error().code != E2BIG && tpm_.available()) {
+      mark_unverified(fmt::format("command 0x{:x} failed after it was sent: {}", code, describe(response.error())));
+    }
+    return response;
   }
-  return resp;
+  // A response whose size field disagrees with its length, or whose tag no TPM sends (TPM_ST_RSP_COMMAND is a
+  // TPM's answer to a command with a bad tag), is no response: nothing is read from it, and the client gets
+  // an errno rather than bytes no TPM would send. The command may have run all the same.
+  auto header = tpm::parse_response_header(*response);
+  if (!header || header->size != response->size() ||
+      (header->tag != TPM2_ST_NO_SESSIONS && header->tag != TPM2_ST_SESSIONS && header->tag != TPM2_ST_RSP_COMMAND)) {
+    auto error = make_error(EIO, fmt::format("malformed TPM response ({} bytes, size field {}, tag 0x{:04x})",
+                                             response->size(), header ? header->size : 0, header ? header->tag : 0));
+    mark_unverified(fmt::format("command 0x{:x} got a {}", code, error.message));
+    return error;
+  }
+  return response;
 }
 
 void Residency::mark_unverified(std::string_view why) {
@@ -243,7 +258,12 @@ bool Residency::evict_object(const std::set<ObjectId>& pinned) {
       o->context_current = true;
     }
     auto resp = send(tpm::make_flush_context(physical), &Counters::flushes);
-    if (!resp) return false;
+    if (!resp) {
+      // The answer is lost, not necessarily the flush: the TPM may hand the slot out next, and a mapping left
+      // on it would reach whatever lands there. The context is current, so the object stays reloadable.
+      objects_.set_physical(*victim, std::nullopt);
+      return false;
+    }
     auto rc = tpm::response_code(*resp);
     if (rc && *rc != TPM2_RC_SUCCESS && !is_gone(*rc)) {
       o->unevictable_tick = clock_;

@@ -201,10 +201,17 @@ RmResult<void> ResourceManager::map_response(Space& space, const Plan& plan, Byt
       residency_.mark_unverified("a ContextSave of a session answered success without a context");
     }
   }
+  // GetCapability(TPM_PROPERTIES) went to the TPM without its sessions (tpm_command), so the TPM ended none of
+  // them: the RM ends those the client asked to end, or they would stay in the TPM owned by nobody.
+  const bool sessions_sent = !(plan.rewrite_properties && cmd.tag == TPM2_ST_SESSIONS);
   for (const AuthEntry& auth : cmd.auths) {
     // continueSession clear: the TPM ended the session with this successful command.
     if (is_session(auth.handle) && !auth.continue_session()) {
-      residency_.sessions().erase(auth.handle);
+      if (sessions_sent) {
+        residency_.sessions().erase(auth.handle);
+      } else {
+        residency_.release_session(auth.handle, true);
+      }
     }
   }
   if (cmd.attributes.returns_handle()) {

@@ -50,6 +50,10 @@ class ResourceManager {
   std::size_t connection_count() const { return spaces_.size(); }
   std::size_t abandoned_sessions() const { return residency_.sessions().abandoned_count(); }
   const RmOptions& options() const { return options_; }
+  // Read-only views for invariant checkers (tests, fuzz targets): where every context lives, and each open
+  // connection's virtual handles.
+  const Residency& residency() const { return residency_; }
+  const std::map<ConnectionId, Space>& spaces() const { return spaces_; }
 
  private:
   Space* find_space(ConnectionId id);

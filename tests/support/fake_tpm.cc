@@ -63,7 +63,8 @@ tpm::CommandAttributes cc(TPM2_CC code, unsigned handles, bool r_handle = false,
 // The commands the model implements, with their wire attributes (FlushContext's handle is a parameter).
 std::vector<tpm::CommandAttributes> command_list() {
   return {
-      cc(TPM2_CC_HierarchyControl, 1),
+      // nv and extensive, as on a TPM: disabling a hierarchy flushes objects the command does not name.
+      tpm::CommandAttributes(cc(TPM2_CC_HierarchyControl, 1).raw() | (1u << 22) | (1u << 23)),
       cc(TPM2_CC_SequenceComplete, 1, false, true),
       cc(TPM2_CC_CreatePrimary, 1, true),
       cc(TPM2_CC_Certify, 2),
@@ -399,6 +400,27 @@ std::optional<std::uint64_t> FakeTpm::serial_in_read_public(ByteSpan response) {
   Reader n(name);
   if (n.u16() != TPM2_ALG_SHA256) return std::nullopt;
   return n.u64();
+}
+
+std::optional<std::uint64_t> FakeTpm::serial_in_context(ByteSpan context) {
+  Reader r(context);
+  r.u64();  // sequence
+  r.u32();  // savedHandle
+  r.u32();  // hierarchy
+  Bytes blob = r.tpm2b();
+  if (r.failed() || r.remaining() != 0) return std::nullopt;
+  Reader b(blob);
+  const std::uint8_t kind = b.u8();
+  const std::uint64_t serial = b.u64();
+  if (b.failed() || (kind != kBlobObject && kind != kBlobSession)) return std::nullopt;
+  return serial;
+}
+
+std::optional<std::uint64_t> FakeTpm::serial_in_private(ByteSpan private_buffer) {
+  Reader r(private_buffer);
+  const std::uint64_t serial = r.u64();
+  if (r.failed()) return std::nullopt;
+  return serial;
 }
 
 // --- the model ----------------------------------------------------------------------------------------------

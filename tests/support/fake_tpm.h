@@ -72,6 +72,10 @@ class FakeTpm final : public rm::TpmPort {
 
   // The serial a ReadPublic response names (the fake's names encode it); nullopt if it is not one.
   static std::optional<std::uint64_t> serial_in_read_public(ByteSpan response);
+  // The serial of the object or session a TPMS_CONTEXT this fake produced describes; nullopt if it is not one.
+  static std::optional<std::uint64_t> serial_in_context(ByteSpan context);
+  // The serial of the object a Create's outPrivate buffer (the bytes inside the TPM2B) describes.
+  static std::optional<std::uint64_t> serial_in_private(ByteSpan private_buffer);
 
  private:
   enum class ObjectKind : std::uint8_t { kOrdinary = 0, kSequence = 1 };

@@ -15,6 +15,7 @@
 #include "support/fake_tpm.h"
 #include "support/tpm_commands.h"
 #include "fake_rm_fixture.h"
+#include "tpm/header.h"
 
 namespace tpmrmd::testing {
 namespace {
@@ -473,6 +474,23 @@ TEST_F(FakeRmTest, PropertiesDescribeTheConnectionNotTheTpm) {
   EXPECT_EQ(property_of(r, TPM2_PT_HR_TRANSIENT_AVAIL), rm::RmOptions{}.max_objects_per_connection - 1);
 }
 
+// The RM sends GetCapability(TPM_PROPERTIES) without its sessions, so the TPM ends none of them: a session the
+// client named with continueSession clear must be ended by the RM (found by rm_clients_fuzzer: it was dropped
+// from the RM's table and stayed loaded in the TPM, owned by nobody, until shutdown).
+TEST_F(FakeRmTest, PropertiesWithASessionToEndEndIt) {
+  ConnectionId c = open();
+  TPM2_HANDLE s = handle_of(ok(c, start_auth_session(TPM2_SE_HMAC)));
+  Bytes p = body_of(get_capability(TPM2_CAP_TPM_PROPERTIES, TPM2_PT_HR_LOADED, 4));
+  ok(c, build_command(TPM2_CC_GetCapability, {}, {Auth{s, 0}}, p));
+  EXPECT_TRUE(tpm_->loaded_sessions().empty());
+  EXPECT_TRUE(tpm_->saved_sessions().empty());
+  EXPECT_EQ(errno_of(c, policy_get_digest(s)), EINVAL);
+  // With continueSession set, the session lives on.
+  TPM2_HANDLE t = handle_of(ok(c, start_auth_session(TPM2_SE_POLICY)));
+  ok(c, build_command(TPM2_CC_GetCapability, {}, {Auth{t, TPMA_SESSION_CONTINUESESSION}}, p));
+  ok(c, policy_get_digest(t));
+}
+
 TEST_F(FakeRmTest, ObjectWhoseContextNoLongerLoadsIsDeadButFlushable) {
   ConnectionId c = open();
   std::vector<std::pair<TPM2_HANDLE, std::uint64_t>> keys;
@@ -496,6 +514,58 @@ TEST_F(FakeRmTest, TransportFailuresArePassedOnAndTheRmKeepsWorking) {
   EXPECT_FALSE(rm_->open(rm::ClientInfo{}));
   tpm_->set_available(true);
   EXPECT_EQ(serial(c, k.first), k.second);
+}
+
+// Found by rm_hostile_tpm_fuzzer: a response whose size field disagrees with its length was handed to the client.
+TEST_F(FakeRmTest, AMalformedTpmResponseIsATransportErrorNotAClientResponse) {
+  ConnectionId c = open();
+  auto k = make_key(c);
+  tpm_->set_response_hook([](ByteSpan, Bytes response) -> Result<Bytes> {
+    response.resize(response.size() - 3);
+    return response;
+  });
+  EXPECT_EQ(errno_of(c, read_public(k.first)), EIO);
+  EXPECT_EQ(errno_of(c, get_random(8)), EIO);
+  tpm_->set_response_hook([](ByteSpan, Bytes response) -> Result<Bytes> {
+    response.push_back(0);
+    return response;
+  });
+  EXPECT_EQ(errno_of(c, get_random(8)), EIO);
+  tpm_->set_response_hook([](ByteSpan, Bytes response) -> Result<Bytes> {
+    response[0] ^= 0x10;  // tag 0x9001
+    return response;
+  });
+  EXPECT_EQ(errno_of(c, get_random(8)), EIO);
+  tpm_->set_response_hook({});
+  EXPECT_EQ(serial(c, k.first), k.second);
+}
+
+// Found by rm_hostile_tpm_fuzzer: the answer to the RM's FlushContext of an evicted object was lost (the TPM
+// had flushed it), the RM kept believing the object loaded in that slot, and the next object the TPM put there
+// (its answer lost too) became reachable through the first connection's handle.
+TEST_F(FakeRmTest, ALostFlushAnswerNeverLeavesAHandleOnTheSlot) {
+  FakeTpmOptions tpm_options;
+  tpm_options.object_slots = 1;
+  reset(tpm_options, {});
+  ConnectionId a = open(), b = open();
+  auto k = make_key(a, 1);
+  int lost = 0;
+  tpm_->set_response_hook([&lost](ByteSpan command, Bytes response) -> Result<Bytes> {
+    const TPM2_CC code = tpm::parse_command_header(command)->code;
+    if ((code == TPM2_CC_FlushContext && lost == 0) || (code == TPM2_CC_CreatePrimary && lost == 1)) {
+      ++lost;
+      return make_error(ETIME, "answer lost");
+    }
+    return response;
+  });
+  auto created = rm_->execute(b, create_primary(TPM2_RH_OWNER, 2));
+  EXPECT_FALSE(created && rc_of(*created) == TPM2_RC_SUCCESS);
+  tpm_->set_response_hook({});
+  ASSERT_EQ(lost, 2);
+  auto r = rm_->execute(a, read_public(k.first));
+  if (r && rc_of(*r) == TPM2_RC_SUCCESS) {
+    EXPECT_EQ(FakeTpm::serial_in_read_public(*r), k.second);
+  }
 }
 
 TEST_F(FakeRmTest, UnknownCommandCodeIsAnsweredWithoutTheTpm) {
