@@ -100,6 +100,8 @@ void Residency::place(ObjectId id, TPM2_HANDLE physical) {
       "(virtual 0x{:08x}) loaded: that mapping was stale and is dropped ({})",
       objects_.find(id)->owner, physical, old->owner, old->vhandle,
       old->dead ? "the object is lost" : "it will be reloaded from its context");
+  // A slot emptied behind the RM is evidence that its picture is off elsewhere too.
+  mark_unverified("a slot the RM believed occupied was handed out");
 }
 
 RmResult<void> Residency::make_resident(const Pins& pins, Creates creates) {

@@ -274,6 +274,7 @@ RmResult<void> ResourceManager::map_new_handle(Space& space, const Plan& plan, B
     ++counters_.physical_collisions;
     spdlog::error("rm: the TPM gave connection {} session 0x{:08x}, which the RM believed {}'s; the old entry is dropped",
                   space.id, h, old->owner ? fmt::format("connection {}", *old->owner) : std::string("abandoned"));
+    residency_.mark_unverified("a session handle the RM believed in use was handed out");
   }
   SessionEntry entry;
   entry.owner = space.id;
@@ -396,7 +397,10 @@ void ResourceManager::close(ConnectionId id) {
     if (it->second.empty()) uid_connections_.erase(it);
   }
   spaces_.erase(id);
-  if (tpm_up) residency_.enforce_abandoned_bound();
+  if (!tpm_up) return;
+  residency_.enforce_abandoned_bound();
+  // What an unseen outcome left in the TPM must not outlive the connections that could have caused it.
+  if (residency_.unverified()) (void)residency_.reconcile();
 }
 
 void ResourceManager::shutdown() {

@@ -77,6 +77,15 @@ class HostileTpm {
         (header->code != TPM2_CC_ContextLoad || std::equal(command.begin(), command.end(), client->begin(), client->end()))) {
       invariants.grant(program_.executing_connection(), original);
     }
+    const tpmrmd::Bytes* running = program_.executing_command();
+    const bool rms_own = !running || !std::equal(command.begin(), command.end(), running->begin(), running->end());
+    if (header && header->code == TPM2_CC_GetCapability && rms_own) {
+      // The RM's own handle lists (reconciliation, start-up): a lie there may make it forget, or flush, any
+      // handle the TPM holds.
+      for (TPM2_HANDLE h : tpm.loaded_objects()) invariants.excuse(h);
+      for (TPM2_HANDLE h : tpm.loaded_sessions()) invariants.excuse(h);
+      for (TPM2_HANDLE h : tpm.saved_sessions()) invariants.excuse(h);
+    }
     if (auto parsed = tpmrmd::rm::parse_command(command, tpm.info().commands)) {
       for (TPM2_HANDLE h : parsed->handles) invariants.excuse(h);
       if (parsed->code == TPM2_CC_ContextLoad) {
