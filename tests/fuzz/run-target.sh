@@ -7,7 +7,8 @@
 # WORK_DIR (emptied first) gets corpus/ (the seeds plus what the run found), the crash artifact if any, and
 # fuzz.log. The seed directory is only read.
 # Environment: FUZZ_SECONDS (default 20) bounds the run; FUZZ_RUNS, when set, bounds it by executions instead
-# (long runs); FUZZ_TIMEOUT (default 10 s per input), FUZZ_RSS_MB (default 2048); FUZZ_ASAN_OPTIONS.
+# (long runs); FUZZ_SEED fixes libFuzzer's random seed (with FUZZ_RUNS a run then replays exactly: what CI runs);
+# FUZZ_TIMEOUT (default 10 s per input), FUZZ_RSS_MB (default 2048); FUZZ_ASAN_OPTIONS.
 set -uo pipefail
 
 if (($# < 3)); then
@@ -29,6 +30,7 @@ if [[ -n ${FUZZ_RUNS:-} ]]; then
 else
   bound=(-max_total_time="${FUZZ_SECONDS:-20}")
 fi
+if [[ -n ${FUZZ_SEED:-} ]]; then bound+=(-seed="$FUZZ_SEED"); fi
 # Our own sanitizer settings, whatever the caller's suites exported (FUZZ_ASAN_OPTIONS adds to them).
 export ASAN_OPTIONS="detect_leaks=1${FUZZ_ASAN_OPTIONS:+:$FUZZ_ASAN_OPTIONS}"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"

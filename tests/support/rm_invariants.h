@@ -110,7 +110,8 @@ class RmInvariants {
   std::set<std::uint64_t> seen_objects_;  // every object serial ever handed to a connection
   std::set<std::uint64_t> seen_sessions_;
   std::set<std::uint64_t> lied_objects_;  // serials lied_about() named
-  // Slots lied_about() named: an entry the lie put there may reach whatever the TPM puts in that slot later, as
+  // Slots (and session handles) lied_about() named: an entry the lie put there may reach whatever the TPM puts in
+  // that slot later, as
   // long as no well-formed answer tells the RM otherwise (the RM trusts handles in well-formed responses).
   std::set<TPM2_HANDLE> lied_slots_;
   std::set<std::uint64_t> lied_sessions_;
