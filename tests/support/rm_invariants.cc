@@ -71,6 +71,8 @@ void RmInvariants::excuse(TPM2_HANDLE handle) {
 void RmInvariants::lied_about(TPM2_HANDLE handle) {
   if (auto s = tpm_.object_serial(handle)) lied_objects_.insert(*s);
   if (auto s = tpm_.session_serial(handle)) lied_sessions_.insert(*s);
+  // The RM's record of what really is there may have been overwritten by the lie.
+  excuse(handle);
 }
 
 void RmInvariants::grant(rm::ConnectionId id, TPM2_HANDLE handle) {

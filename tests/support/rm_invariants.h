@@ -52,7 +52,8 @@ class RmInvariants {
   void excuse(TPM2_HANDLE handle);
   // A hostile response named `handle` as one it created, and the object or session there is not what the
   // RM asked for: whichever connection the RM gives it to may reach it (the RM cannot tell such a lie from a
-  // slot emptied behind it and reused; docs/rm.md, Drift). Every other reach is still checked.
+  // slot emptied behind it and reused; docs/rm.md, Drift). Every other reach is still checked. What is there is
+  // also excused from the leak checks: the lie may have overwritten the RM's record of it.
   void lied_about(TPM2_HANDLE handle);
   // Connection `id`'s own command created what `handle` names, and a hostile response hid it: the connection
   // may reach it (the RM may still map one of its stale handles there), no other may.
