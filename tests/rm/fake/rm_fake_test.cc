@@ -625,6 +625,18 @@ TEST_F(FakeRmTest, ALostFlushAnswerNeverLeavesAHandleOnTheSlot) {
   }
 }
 
+// Found by rm_hostile_tpm_fuzzer: a client's FlushContext of a loaded object that the TPM answers "no such
+// handle" (the slot was emptied behind the RM) left the object resident in the RM's tables, on a slot the TPM
+// considers free. As for sessions, the object was flushed either way.
+TEST_F(FakeRmTest, FlushingAnObjectTheTpmNoLongerHasFreesTheHandle) {
+  ConnectionId c = open();
+  auto k = make_key(c);
+  tpm_->restart();
+  EXPECT_EQ(to_hex(run(c, flush_context(k.first))), "80010000000a00000000");
+  EXPECT_EQ(errno_of(c, flush_context(k.first)), EINVAL);
+  EXPECT_EQ(rm_->counters().per_connection[c].objects, 0u);
+}
+
 TEST_F(FakeRmTest, UnknownCommandCodeIsAnsweredWithoutTheTpm) {
   ConnectionId c = open();
   const auto before = tpm_->commands();
