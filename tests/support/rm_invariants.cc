@@ -178,11 +178,10 @@ void RmInvariants::on_new_handle(rm::ConnectionId id, ByteSpan command, TPM2_HAN
     }
     const rm::ObjectEntry* o = rm_->residency().objects().find(*oid);
     if (!o || !o->physical) return;  // lost again at once (a hostile TPM); nothing to attribute
-    if (lied_handles_.count(*o->physical)) return;
     auto serial = tpm_.object_serial(*o->physical);
     if (!serial) return;
     const bool fresh = !seen_objects_.count(*serial);
-    if (!fresh && !may_reach_object(id, *serial) && presented != serial) {
+    if (!fresh && !may_reach_object(id, *serial) && presented != serial && !lied_handles_.count(*o->physical)) {
       fail(fmt::format("connection {}: new handle 0x{:08x} reaches object #{} (slot 0x{:08x}), which it never "
                        "created or loaded",
                        id, handle, *serial, *o->physical));
