@@ -99,7 +99,13 @@ std::optional<std::uint64_t> RmInvariants::serial_presented(ByteSpan command) co
   auto parsed = rm::parse_command(command, tpm_.info().commands);
   if (!parsed) return std::nullopt;
   ByteSpan params = command.subspan(parsed->parameter_offset);
-  if (parsed->code == TPM2_CC_ContextLoad) return FakeTpm::serial_in_context(params);
+  if (parsed->code == TPM2_CC_ContextLoad) {
+    // A session's context is the token the RM handed out: whatever its bytes say, it names the session it
+    // was saved from.
+    auto token = session_tokens_.find(Bytes(params.begin(), params.end()));
+    if (token != session_tokens_.end()) return token->second;
+    return FakeTpm::serial_in_context(params);
+  }
   if (parsed->code == TPM2_CC_Load) {
     // A sessions command carries no parameterSize in a command; the parameters start with inPrivate.
     if (auto priv = tpm2b_at(params, 0)) return FakeTpm::serial_in_private(*priv);
@@ -153,6 +159,12 @@ void RmInvariants::on_response(rm::ConnectionId id, ByteSpan command, const Resu
   if (header->rc != TPM2_RC_SUCCESS || !rm_) return;
   auto parsed = rm::parse_command(command, tpm_.info().commands);
   if (!parsed) return;
+  if (parsed->code == TPM2_CC_ContextSave && !parsed->handles.empty() && rm::is_session(parsed->handles[0]) &&
+      r.size() > tpm::kHeaderSize) {
+    if (auto serial = tpm_.session_serial(parsed->handles[0])) {
+      session_tokens_[Bytes(r.begin() + tpm::kHeaderSize, r.end())] = *serial;
+    }
+  }
   if (parsed->attributes.returns_handle() && r.size() >= tpm::kHeaderSize + 4) {
     on_new_handle(id, command, tpm::load_u32(r, tpm::kHeaderSize));
   }

@@ -113,6 +113,7 @@ class RmInvariants {
   std::map<std::uint64_t, std::set<rm::ConnectionId>> session_reach_;
   std::set<std::uint64_t> seen_objects_;  // every object serial ever handed to a connection
   std::set<std::uint64_t> seen_sessions_;
+  std::map<Bytes, std::uint64_t> session_tokens_;  // session contexts clients got -> the session's serial
   std::set<TPM2_HANDLE> lied_handles_;    // handles lied_about() named: whatever occupies them, then or later
   std::set<std::uint64_t> lied_objects_;  // serials lied_about() named
   std::set<std::uint64_t> lied_sessions_;
