@@ -206,6 +206,11 @@ RmResult<void> Residency::load_session(TPM2_HANDLE handle, const Pins& pins) {
   const std::size_t bound = sessions_.size() + 1;
   for (std::size_t attempt = 0; attempt < bound; ++attempt) {
     SessionEntry* s = sessions_.find(handle);
+    if (!s) {
+      // Making room re-gapped this very session (the oldest saved) and found it gone.
+      return RmError::refused(EINVAL, kRmLayer | TPM2_RC_REFERENCE_S0,
+                              fmt::format("session 0x{:08x} was lost while making room for it", handle));
+    }
     auto loaded = send_context_load(s->context);
     if (!loaded) return loaded.error();
     const auto [rc, h] = *loaded;

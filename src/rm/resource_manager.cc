@@ -299,7 +299,11 @@ Result<Bytes> ResourceManager::flush_for_client(const Plan& plan, ByteSpan comma
     auto resp = residency_.send(out, &Counters::client_commands);
     if (!resp) return resp.error();
     auto rc = tpm::response_code(*resp);
-    if (rc && *rc == TPM2_RC_SUCCESS) erase_object(id);
+    if (rc && (*rc == TPM2_RC_SUCCESS || is_gone(*rc))) {
+      // Gone: the slot was emptied behind the RM, and a mapping left on it would reach whatever lands there.
+      erase_object(id);
+      if (*rc != TPM2_RC_SUCCESS) return tpm::make_success_response();  // flushed either way
+    }
     return resp;
   }
 

@@ -69,9 +69,11 @@ void RmInvariants::excuse(TPM2_HANDLE handle) {
 }
 
 void RmInvariants::lied_about(TPM2_HANDLE handle) {
-  lied_slots_.insert(handle);
+  lied_handles_.insert(handle);
   if (auto s = tpm_.object_serial(handle)) lied_objects_.insert(*s);
   if (auto s = tpm_.session_serial(handle)) lied_sessions_.insert(*s);
+  // The RM's record of what really is there may have been overwritten by the lie.
+  excuse(handle);
 }
 
 void RmInvariants::grant(rm::ConnectionId id, TPM2_HANDLE handle) {
@@ -97,12 +99,29 @@ std::optional<std::uint64_t> RmInvariants::serial_presented(ByteSpan command) co
   auto parsed = rm::parse_command(command, tpm_.info().commands);
   if (!parsed) return std::nullopt;
   ByteSpan params = command.subspan(parsed->parameter_offset);
-  if (parsed->code == TPM2_CC_ContextLoad) return FakeTpm::serial_in_context(params);
+  if (parsed->code == TPM2_CC_ContextLoad) {
+    // A session's context is the token the RM handed out: whatever its bytes say, it names the session it
+    // was saved from.
+    auto token = session_tokens_.find(Bytes(params.begin(), params.end()));
+    if (token != session_tokens_.end()) return token->second;
+    return FakeTpm::serial_in_context(params);
+  }
   if (parsed->code == TPM2_CC_Load) {
     // A sessions command carries no parameterSize in a command; the parameters start with inPrivate.
     if (auto priv = tpm2b_at(params, 0)) return FakeTpm::serial_in_private(*priv);
   }
   return std::nullopt;
+}
+
+bool RmInvariants::reaches_lied_handle(rm::ConnectionId id, const std::vector<TPM2_HANDLE>& handles) const {
+  auto space = rm_->spaces().find(id);
+  if (space == rm_->spaces().end()) return false;
+  for (TPM2_HANDLE vh : handles) {
+    auto oid = space->second.objects.find(vh);
+    const rm::ObjectEntry* o = oid ? rm_->residency().objects().find(*oid) : nullptr;
+    if (o && o->physical && lied_handles_.count(*o->physical)) return true;
+  }
+  return false;
 }
 
 bool RmInvariants::may_reach_object(rm::ConnectionId id, std::uint64_t serial) const {
@@ -140,10 +159,16 @@ void RmInvariants::on_response(rm::ConnectionId id, ByteSpan command, const Resu
   if (header->rc != TPM2_RC_SUCCESS || !rm_) return;
   auto parsed = rm::parse_command(command, tpm_.info().commands);
   if (!parsed) return;
+  if (parsed->code == TPM2_CC_ContextSave && !parsed->handles.empty() && rm::is_session(parsed->handles[0]) &&
+      r.size() > tpm::kHeaderSize) {
+    if (auto serial = tpm_.session_serial(parsed->handles[0])) {
+      session_tokens_[Bytes(r.begin() + tpm::kHeaderSize, r.end())] = *serial;
+    }
+  }
   if (parsed->attributes.returns_handle() && r.size() >= tpm::kHeaderSize + 4) {
     on_new_handle(id, command, tpm::load_u32(r, tpm::kHeaderSize));
   }
-  if (parsed->code == TPM2_CC_ReadPublic && !distrusted) {
+  if (parsed->code == TPM2_CC_ReadPublic && !distrusted && !reaches_lied_handle(id, parsed->handles)) {
     if (auto serial = FakeTpm::serial_in_read_public(r); serial && !may_reach_object(id, *serial)) {
       fail(fmt::format("connection {}: ReadPublic(0x{:08x}) answered object #{}, which it never created or "
                        "loaded",
@@ -168,7 +193,7 @@ void RmInvariants::on_new_handle(rm::ConnectionId id, ByteSpan command, TPM2_HAN
     auto serial = tpm_.object_serial(*o->physical);
     if (!serial) return;
     const bool fresh = !seen_objects_.count(*serial);
-    if (!fresh && !may_reach_object(id, *serial) && presented != serial) {
+    if (!fresh && !may_reach_object(id, *serial) && presented != serial && !lied_handles_.count(*o->physical)) {
       fail(fmt::format("connection {}: new handle 0x{:08x} reaches object #{} (slot 0x{:08x}), which it never "
                        "created or loaded",
                        id, handle, *serial, *o->physical));
@@ -250,18 +275,18 @@ void RmInvariants::check_tables() {
 
 void RmInvariants::check_isolation() {
   for (const auto& [oid, o] : rm_->residency().objects().entries()) {
-    if (!o.physical) continue;
+    if (!o.physical || lied_handles_.count(*o.physical)) continue;
     auto serial = tpm_.object_serial(*o.physical);
-    if (serial && !may_reach_object(o.owner, *serial) && !lied_slots_.count(*o.physical)) {
+    if (serial && !may_reach_object(o.owner, *serial)) {
       fail(fmt::format("connection {}'s 0x{:08x} maps to slot 0x{:08x}, which holds object #{}: not one it "
                        "created or loaded",
                        o.owner, o.vhandle, *o.physical, *serial));
     }
   }
   for (const auto& [h, s] : rm_->residency().sessions().entries()) {
-    if (!s.owner) continue;
+    if (!s.owner || lied_handles_.count(h)) continue;
     auto serial = tpm_.session_serial(h);
-    if (serial && !may_reach_session(*s.owner, *serial) && !lied_slots_.count(h)) {
+    if (serial && !may_reach_session(*s.owner, *serial)) {
       fail(fmt::format("connection {} owns session 0x{:08x}, which is session #{}: not one it started or loaded",
                        *s.owner, h, *serial));
     }

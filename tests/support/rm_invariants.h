@@ -18,6 +18,7 @@
 #include <set>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "rm/resource_manager.h"
 #include "rm/tpm_port.h"
@@ -50,9 +51,10 @@ class RmInvariants {
   // The TPM holds what `handle` names (an object slot or a session) although the RM was told otherwise (a
   // hostile response hid it): the leak checks excuse it for as long as that object or session is there.
   void excuse(TPM2_HANDLE handle);
-  // A hostile response named `handle` as one it created, and the object or session there is not what the
-  // RM asked for: whichever connection the RM gives it to may reach it (the RM cannot tell such a lie from a
-  // slot emptied behind it and reused; docs/rm.md, Drift). Every other reach is still checked.
+  // A hostile response named `handle` as one it created, and the object or session there (then or later) is
+  // not what the RM asked for: whichever connection the RM maps to that handle may reach it (the RM cannot tell such a lie from a
+  // slot emptied behind it and reused; docs/rm.md, Drift). Every other reach is still checked. What is there is
+  // also excused from the leak checks: the lie may have overwritten the RM's record of it.
   void lied_about(TPM2_HANDLE handle);
   // Connection `id`'s own command created what `handle` names, and a hostile response hid it: the connection
   // may reach it (the RM may still map one of its stale handles there), no other may.
@@ -87,6 +89,8 @@ class RmInvariants {
   void on_new_handle(rm::ConnectionId id, ByteSpan command, TPM2_HANDLE handle);
   // The serial a command's context blob or private area names, if it names one.
   std::optional<std::uint64_t> serial_presented(ByteSpan command) const;
+  // Whether one of `handles` (virtual, of connection `id`) is mapped to a handle a lie named.
+  bool reaches_lied_handle(rm::ConnectionId id, const std::vector<TPM2_HANDLE>& handles) const;
   bool may_reach_object(rm::ConnectionId id, std::uint64_t serial) const;
   bool may_reach_session(rm::ConnectionId id, std::uint64_t serial) const;
   void check_tables();
@@ -109,11 +113,11 @@ class RmInvariants {
   std::map<std::uint64_t, std::set<rm::ConnectionId>> session_reach_;
   std::set<std::uint64_t> seen_objects_;  // every object serial ever handed to a connection
   std::set<std::uint64_t> seen_sessions_;
+  std::map<Bytes, std::uint64_t> session_tokens_;  // session contexts clients got -> the session's serial
+  // Slots and session handles lied_about() named: an entry the lie put there may reach whatever the TPM puts there
+  // later, as long as no well-formed answer tells the RM otherwise (the RM trusts handles in well-formed responses).
+  std::set<TPM2_HANDLE> lied_handles_;
   std::set<std::uint64_t> lied_objects_;  // serials lied_about() named
-  // Slots (and session handles) lied_about() named: an entry the lie put there may reach whatever the TPM puts in
-  // that slot later, as
-  // long as no well-formed answer tells the RM otherwise (the RM trusts handles in well-formed responses).
-  std::set<TPM2_HANDLE> lied_slots_;
   std::set<std::uint64_t> lied_sessions_;
   // (handle, serial) of objects / sessions the RM may have lost track of without a fault of its own: their
   // FlushContext was not carried out, or excuse() named them.

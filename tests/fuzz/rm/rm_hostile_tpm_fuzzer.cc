@@ -88,6 +88,13 @@ class HostileTpm {
     }
     if (auto parsed = tpmrmd::rm::parse_command(command, tpm.info().commands)) {
       for (TPM2_HANDLE h : parsed->handles) invariants.excuse(h);
+      // A success made of a failure ends, for the RM, sessions the TPM kept (continueSession clear).
+      for (const auto& auth : parsed->auths) invariants.excuse(auth.handle);
+      // A FlushContext whose answer is rewritten may have emptied the slot the RM still maps (an error rc for a
+      // flush that happened): what the TPM later puts there is the same lie as a rewritten returned handle.
+      if (parsed->code == TPM2_CC_FlushContext && !strict_handles) {
+        for (TPM2_HANDLE h : parsed->handles) invariants.lied_about(h);
+      }
       if (parsed->code == TPM2_CC_ContextLoad) {
         auto context = tpmrmd::tpm::parse_context(command.subspan(parsed->parameter_offset));
         if (context) invariants.excuse(context->saved_handle);

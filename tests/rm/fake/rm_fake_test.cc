@@ -568,6 +568,41 @@ TEST_F(FakeRmTest, ALostFlushAnswerNeverLeavesAHandleOnTheSlot) {
   }
 }
 
+// Found by rm_hostile_tpm_fuzzer: a client's FlushContext of a loaded object that the TPM answers "no such
+// handle" (the slot was emptied behind the RM) left the object resident in the RM's tables, on a slot the TPM
+// considers free. As for sessions, the object was flushed either way.
+TEST_F(FakeRmTest, FlushingAnObjectTheTpmNoLongerHasFreesTheHandle) {
+  ConnectionId c = open();
+  auto k = make_key(c);
+  tpm_->restart();
+  EXPECT_EQ(to_hex(run(c, flush_context(k.first))), "80010000000a00000000");
+  EXPECT_EQ(errno_of(c, flush_context(k.first)), EINVAL);
+  EXPECT_EQ(rm_->counters().per_connection[c].objects, 0u);
+}
+
+// Found by rm_hostile_tpm_fuzzer: reloading a saved session met CONTEXT_GAP, the re-gap picked that very session
+// (the oldest saved) and found it gone, and the retry read the forgotten entry (a null dereference).
+TEST_F(FakeRmTest, ASessionLostWhileRegappingForItsOwnLoadIsARefusal) {
+  FakeTpmOptions tpm_options;
+  tpm_options.session_slots = 1;
+  reset(tpm_options, {});
+  ConnectionId c = open();
+  TPM2_HANDLE s0 = make_session(c);
+  make_session(c);  // s0 is saved to make room
+  int loads = 0;
+  tpm_->set_response_hook([&loads](ByteSpan command, Bytes response) -> Result<Bytes> {
+    if (tpm::parse_command_header(command)->code != TPM2_CC_ContextLoad) return response;
+    ++loads;
+    if (loads == 1) return tpm::make_rc_response(TPM2_RC_CONTEXT_GAP);
+    if (loads == 2) return tpm::make_rc_response(TPM2_RC_HANDLE | TPM2_RC_P | TPM2_RC_1);
+    return response;
+  });
+  EXPECT_EQ(errno_of(c, policy_get_digest(s0)), EINVAL);
+  EXPECT_EQ(loads, 2);
+  tpm_->set_response_hook({});
+  EXPECT_EQ(errno_of(c, policy_get_digest(s0)), EINVAL);  // forgotten, not someone else's
+}
+
 TEST_F(FakeRmTest, UnknownCommandCodeIsAnsweredWithoutTheTpm) {
   ConnectionId c = open();
   const auto before = tpm_->commands();
