@@ -51,8 +51,10 @@ std::optional<ObjectId> ObjectTable::find_physical(TPM2_HANDLE physical) const {
 std::optional<ObjectId> ObjectTable::lru_victim(const std::set<ObjectId>& pinned, std::uint64_t tick) const {
   std::optional<ObjectId> best;
   std::uint64_t best_use = 0;
-  for (const auto& [id, e] : entries_) {
-    if (!e.resident() || pinned.count(id) || e.unevictable_tick == tick) continue;
+  // Resident objects only: as few as the TPM has slots, however many the RM holds saved.
+  for (const auto& [physical, id] : by_physical_) {
+    const ObjectEntry& e = entries_.at(id);
+    if (pinned.count(id) || e.unevictable_tick == tick) continue;
     if (!best || e.last_use < best_use) {
       best = id;
       best_use = e.last_use;
