@@ -286,6 +286,18 @@ int main(int argc, char** argv) {
   app.add_option("--max-sessions", s.rm.max_sessions_per_connection, "Sessions per connection")
       ->capture_default_str();
   app.add_option("--max-connections", s.rm.max_connections, "Open connections in total")->capture_default_str();
+  app.add_option("--max-connections-per-uid", s.rm.max_connections_per_uid,
+                 "Open connections one uid may hold (0: half of --max-connections)")
+      ->capture_default_str();
+  app.add_option("--max-objects-per-uid", s.rm.max_objects_per_uid,
+                 "Transient objects one uid may hold over all its connections (0: no per-uid limit)")
+      ->capture_default_str();
+  app.add_option("--max-sessions-per-uid", s.rm.max_sessions_per_uid,
+                 "Sessions one uid may hold over all its connections (0: half of the TPM's active sessions)")
+      ->capture_default_str();
+  app.add_flag("--root-exempt-from-uid-caps", s.rm.root_exempt_from_uid_caps,
+               "Hold root to the global limits only, not to the per-uid connection and object caps (root still "
+               "gets only its share of sessions and of the TPM's time)");
   app.add_option("--max-abandoned-sessions", s.rm.max_abandoned_sessions,
                  "Client-saved sessions kept after their connection closed")
       ->capture_default_str();

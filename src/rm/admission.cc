@@ -121,6 +121,13 @@ RmResult<void> Admission::check_quota(const Space& space, Creates creates) const
     return RmError::answered(kRmObjectMemory,
                              fmt::format("connection holds {} objects, the limit", space.objects.size()));
   }
+  if (creates == Creates::kObject) {
+    const std::uint32_t limit = objects_per_uid(options_, space.client.uid);
+    if (const std::size_t held = limit ? uid_objects(space.client.uid) : 0; limit && held >= limit) {
+      return RmError::answered(kRmObjectMemory, fmt::format("uid {} (pid {}) holds {} objects, the per-uid limit",
+                                                            space.client.uid, space.client.pid, held));
+    }
+  }
   if (creates != Creates::kSession) return {};
   const std::size_t sessions = residency_.sessions().owned(space.id).size();
   if (sessions >= options_.max_sessions_per_connection) {
@@ -139,6 +146,16 @@ std::size_t Admission::uid_sessions(uid_t uid) const {
   if (it == uid_connections_.end()) return 0;
   std::size_t n = 0;
   for (ConnectionId c : it->second) n += residency_.sessions().owned(c).size();
+  return n;
+}
+
+std::size_t Admission::uid_objects(uid_t uid) const {
+  auto it = uid_connections_.find(uid);
+  if (it == uid_connections_.end()) return 0;
+  std::size_t n = 0;
+  for (ConnectionId c : it->second) {
+    if (auto s = spaces_.find(c); s != spaces_.end()) n += s->second.objects.size();
+  }
   return n;
 }
 

@@ -50,10 +50,10 @@ struct Plan {
 
 class Admission {
  public:
-  // `uid_connections` is the RM's index of open connections by uid, for per-uid limits.
-  Admission(const RmOptions& options, const Residency& residency,
+  // `spaces` and `uid_connections` (the RM's index of open connections by uid) are for per-uid limits.
+  Admission(const RmOptions& options, const Residency& residency, const std::map<ConnectionId, Space>& spaces,
             const std::map<uid_t, std::set<ConnectionId>>& uid_connections, std::uint32_t active_sessions_max)
-      : options_(options), residency_(residency), uid_connections_(uid_connections),
+      : options_(options), residency_(residency), spaces_(spaces), uid_connections_(uid_connections),
         sessions_per_uid_(options.max_sessions_per_uid ? options.max_sessions_per_uid
                                                        : std::max<std::uint32_t>(1, active_sessions_max / 2)) {}
 
@@ -72,10 +72,13 @@ class Admission {
   // Sets the plan's route (and what the route needs) from the command code and its parameters.
   void route(Plan& plan, ByteSpan command) const;
 
+  // What a uid holds over all its connections: a walk over its connections, not over every entry.
   std::size_t uid_sessions(uid_t uid) const;
+  std::size_t uid_objects(uid_t uid) const;
 
   const RmOptions& options_;
   const Residency& residency_;
+  const std::map<ConnectionId, Space>& spaces_;
   const std::map<uid_t, std::set<ConnectionId>>& uid_connections_;
   const std::uint32_t sessions_per_uid_;
 };

@@ -45,7 +45,7 @@ Bytes tpm_command(const Plan& plan, ByteSpan command) {
 }  // namespace
 
 ResourceManager::ResourceManager(TpmPort& tpm, RmOptions options)
-    : tpm_(tpm), options_(options), residency_(tpm, options_, counters_), admission_(options_, residency_, uid_connections_, tpm.info().active_sessions_max) {
+    : tpm_(tpm), options_(options), residency_(tpm, options_, counters_), admission_(options_, residency_, spaces_, uid_connections_, tpm.info().active_sessions_max) {
   if (auto taken = residency_.take_over(options_.leftovers); !taken) {
     // The first command will find the same trouble; the RM is no worse off than without the check.
     spdlog::warn("rm: could not read the TPM's handles at start-up: {}", taken.error().message);

@@ -1,6 +1,8 @@
 // The RM's limits and policies. Every limit is honoured exactly (no hidden ceiling, no off-by-one).
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 
 namespace tpmrmd::rm {
@@ -19,8 +21,16 @@ struct RmOptions {
   std::uint32_t max_objects_per_connection = 1024;
   std::uint32_t max_sessions_per_connection = 32;
   std::uint32_t max_connections = 1024;
-  // Connections one uid may hold at once (tpm2-abrmd#453); 0 = no per-uid limit, only max_connections.
+  // Connections one uid may hold at once, so that one uid can't take every connection and lock the others
+  // (root included) out with EMFILE. 0 = half of max_connections.
   std::uint32_t max_connections_per_uid = 0;
+  // Transient objects one uid may hold at once, over all its connections. Each costs the RM one saved context
+  // (at most the TPM's context size, a few KiB), so this also bounds the memory one uid can make the RM hold.
+  // 0 = no per-uid limit (only max_objects_per_connection).
+  std::uint32_t max_objects_per_uid = 4096;
+  // Root is held to the per-uid caps (connections, objects) unless this is set. Never to the session share
+  // or to fair scheduling: those protect everyone's use of the TPM itself.
+  bool root_exempt_from_uid_caps = false;
   // Sessions one uid may hold at once, over all its connections: each takes one of the TPM's active-session
   // slots (ACTIVE_SESSIONS_MAX, 64 on swtpm) until flushed, so without a share one uid could deny sessions to
   // every other. 0 = half of the TPM's ACTIVE_SESSIONS_MAX. Root is held to it too.
@@ -36,5 +46,17 @@ struct RmOptions {
   bool rc_mode = false;
   Leftovers leftovers = Leftovers::kUntouched;
 };
+
+// The per-uid connection limit in force for `uid` (0: none).
+inline std::uint32_t connections_per_uid(const RmOptions& options, uid_t uid) {
+  if (uid == 0 && options.root_exempt_from_uid_caps) return 0;
+  if (options.max_connections_per_uid) return options.max_connections_per_uid;
+  return options.max_connections > 1 ? options.max_connections / 2 : options.max_connections;
+}
+
+// The per-uid object limit in force for `uid` (0: none).
+inline std::uint32_t objects_per_uid(const RmOptions& options, uid_t uid) {
+  return uid == 0 && options.root_exempt_from_uid_caps ? 0 : options.max_objects_per_uid;
+}
 
 }  // namespace tpmrmd::rm

@@ -50,7 +50,7 @@ Result<ConnectionId> WorkerDispatcher::open(const ClientInfo& client) {
   if (open_connections_ >= rm_.options().max_connections) {
     return make_error(EMFILE, fmt::format("connection limit of {} reached", rm_.options().max_connections));
   }
-  const std::uint32_t per_uid = rm_.options().max_connections_per_uid;
+  const std::uint32_t per_uid = connections_per_uid(rm_.options(), client.uid);
   if (per_uid && connections_per_uid_[client.uid] >= per_uid) {
     return make_error(EMFILE, fmt::format("uid {} already holds {} connections, the limit", client.uid, per_uid));
   }

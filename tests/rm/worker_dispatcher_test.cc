@@ -156,6 +156,7 @@ TEST_F(DispatcherTest, CloseCancelsQueuedCommandsAndFlushes) {
 TEST_F(DispatcherTest, GlobalConnectionLimit) {
   dispatcher_.reset();
   options_.max_connections = 2;
+  options_.max_connections_per_uid = 2;  // one uid reaches the global limit
   dispatcher_ = std::make_unique<rm::WorkerDispatcher>(*port_, options_);
   ConnectionId a = connect();
   connect();
@@ -183,6 +184,33 @@ TEST_F(DispatcherTest, PerUidConnectionLimit) {
   dispatcher_->close(*a1);
   (void)dispatcher_->counters();  // the close has been processed once this returns
   EXPECT_TRUE(dispatcher_->open(alice));
+}
+
+// By default one uid may hold half the connections, so it can't lock another uid (root included) out.
+TEST_F(DispatcherTest, ByDefaultOneUidHoldsAtMostHalfTheConnections) {
+  dispatcher_.reset();
+  options_.max_connections = 4;
+  dispatcher_ = std::make_unique<rm::WorkerDispatcher>(*port_, options_);
+  rm::ClientInfo alice{1000, 1000, 1}, root{0, 0, 2};
+  ASSERT_TRUE(dispatcher_->open(alice));
+  ASSERT_TRUE(dispatcher_->open(alice));
+  auto third = dispatcher_->open(alice);
+  ASSERT_FALSE(third);
+  EXPECT_EQ(third.error().code, EMFILE);
+  EXPECT_TRUE(dispatcher_->open(root));
+  EXPECT_TRUE(dispatcher_->open(root));
+  EXPECT_FALSE(dispatcher_->open(root)) << "root is held to the per-uid cap unless exempted";
+}
+
+TEST_F(DispatcherTest, RootMayBeExemptedFromThePerUidConnectionCap) {
+  dispatcher_.reset();
+  options_.max_connections = 4;
+  options_.root_exempt_from_uid_caps = true;
+  dispatcher_ = std::make_unique<rm::WorkerDispatcher>(*port_, options_);
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(dispatcher_->open(rm::ClientInfo{})) << i;
+  auto fifth = dispatcher_->open(rm::ClientInfo{});
+  ASSERT_FALSE(fifth);
+  EXPECT_EQ(fifth.error().code, EMFILE) << "the global limit still holds";
 }
 
 TEST_F(DispatcherTest, BackendGoneGivesEnodev) {

@@ -680,5 +680,44 @@ TEST_F(FakeRmTest, APerUidSessionShareCanBeSetExplicitly) {
   EXPECT_EQ(rc_of(run(b, start_auth_session(TPM2_SE_HMAC))), rm::kRmSessionMemory);
 }
 
+TEST_F(FakeRmTest, AUidsObjectsAreCountedOverAllItsConnections) {
+  rm::RmOptions options;
+  options.max_objects_per_uid = 3;
+  reset({}, options);
+  auto as = [&](uid_t uid) { return *rm_->open(rm::ClientInfo{uid, uid, static_cast<pid_t>(uid)}); };
+  ConnectionId a1 = as(1000), a2 = as(1000), b = as(1001), root = as(0);
+  make_key(a1, 1);
+  make_key(a2, 2);
+  auto [last, last_serial] = make_key(a2, 3);
+  EXPECT_EQ(rc_of(run(a1, create_primary(TPM2_RH_OWNER, 4))), rm::kRmObjectMemory);
+  // A ContextLoad of an object is a creation too.
+  Bytes saved = body_of(ok(a2, context_save(last)));
+  EXPECT_EQ(rc_of(run(a1, context_load(saved))), rm::kRmObjectMemory);
+  // Other uids, root included, are not affected; root is held to its own count.
+  make_key(b, 5);
+  make_key(root, 6);
+  // A flush returns the share.
+  ok(a2, flush_context(last));
+  make_key(a1, 7);
+  (void)last_serial;
+}
+
+TEST_F(FakeRmTest, RootIsExemptFromThePerUidObjectCapOnlyWhenConfigured) {
+  rm::RmOptions options;
+  options.max_objects_per_uid = 1;
+  reset({}, options);
+  ConnectionId root = open();
+  make_key(root, 1);
+  EXPECT_EQ(rc_of(run(root, create_primary(TPM2_RH_OWNER, 2))), rm::kRmObjectMemory);
+  options.root_exempt_from_uid_caps = true;
+  reset({}, options);
+  root = open();
+  make_key(root, 1);
+  make_key(root, 2);
+  ConnectionId user = *rm_->open(rm::ClientInfo{1000, 1000, 1});
+  make_key(user, 3);
+  EXPECT_EQ(rc_of(run(user, create_primary(TPM2_RH_OWNER, 4))), rm::kRmObjectMemory);
+}
+
 }  // namespace
 }  // namespace tpmrmd::testing
