@@ -48,6 +48,8 @@ struct Settings {
   std::size_t max_command = 4096;
   rm::RmOptions rm;
   std::string leftovers = "auto";
+  std::optional<std::uint32_t> reserve_object_slots;  // unset: 1 on device: (shared with the kernel), else 0
+  std::optional<std::uint32_t> reserve_session_slots;
   bool fuse_debug = false;
 };
 
@@ -60,6 +62,15 @@ rm::Leftovers leftover_policy(const Settings& s) {
   auto spec = chip::split_backend_spec(s.tpm);
   const bool owned = spec && (spec->kind == "swtpm" || spec->kind == "tis" || spec->kind == "crb");
   return owned ? rm::Leftovers::kFlush : rm::Leftovers::kKeep;
+}
+
+// A device node is shared with the kernel's own TPM users (its /dev/tpmrm0, trusted keys): by default one object
+// and one session slot stay free for them between commands. A TPM only tpmrmd talks to needs no reserve.
+void plan_reserve(const Settings& s, rm::RmOptions& rm) {
+  auto spec = chip::split_backend_spec(s.tpm);
+  const std::uint32_t shared = !s.tpm.empty() && spec && spec->kind == "device" ? 1 : 0;
+  rm.reserve_object_slots = s.reserve_object_slots.value_or(shared);
+  rm.reserve_session_slots = s.reserve_session_slots.value_or(shared);
 }
 
 Result<uid_t> lookup_user(const std::string& name, gid_t* primary_gid = nullptr) {
@@ -198,6 +209,7 @@ int run(const Settings& s) {
   }
   rm::RmOptions rm_options = s.rm;
   rm_options.leftovers = leftover_policy(s);
+  plan_reserve(s, rm_options);
   Supervisor supervisor(SupervisorOptions{.tpm = s.tpm, .rm = rm_options, .duration_scale = s.duration_scale},
                         swtpm ? &*swtpm : nullptr);
   if (!lock) {
@@ -307,6 +319,11 @@ int main(int argc, char** argv) {
                  "keep for device:, tcti:)")
       ->check(CLI::IsMember({"auto", "flush", "keep"}))
       ->capture_default_str();
+  app.add_option("--reserve-object-slots", s.reserve_object_slots,
+                 "TPM object slots kept free between commands for other users of a shared TPM (default: 1 on "
+                 "device:, 0 otherwise)");
+  app.add_option("--reserve-session-slots", s.reserve_session_slots,
+                 "TPM session slots kept free the same way (default: 1 on device:, 0 otherwise)");
   app.add_flag("--rc-mode", s.rm.rc_mode, "Report RM errors as RM-layer response codes instead of errno");
   app.add_flag("--fuse-debug", s.fuse_debug, "libfuse request tracing");
   app.footer("Exit status: 0 ok, 1 run-time failure (start-up refused, backend or CUSE failed), 2 usage or\n"

@@ -29,9 +29,7 @@ RmResult<void> Residency::take_over(Leftovers policy) {
     return {};
   }
   foreign_ = std::move(*found);
-  const auto remaining = [](std::size_t slots, std::size_t taken) { return slots > taken ? slots - taken : 0; };
-  object_capacity_ = remaining(tpm_.info().hr_transient_min, foreign_.objects.size());
-  session_capacity_ = remaining(tpm_.info().hr_loaded_min, foreign_.loaded_sessions.size());
+  plan_capacity();
   spdlog::warn(
       "rm: the TPM holds {} objects, {} loaded and {} saved sessions of another user; they are left alone, and the "
       "RM plans with {} object and {} session slots",

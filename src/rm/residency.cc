@@ -29,9 +29,18 @@ bool is_gone(TPM2_RC rc) {
 Residency::Residency(TpmPort& tpm, const RmOptions& options, Counters& counters)
     : tpm_(tpm),
       options_(options),
-      counters_(counters),
-      object_capacity_(std::max<std::uint32_t>(1, tpm.info().hr_transient_min)),
-      session_capacity_(std::max<std::uint32_t>(1, tpm.info().hr_loaded_min)) {}
+      counters_(counters) {
+  plan_capacity();
+}
+
+void Residency::plan_capacity() {
+  const auto remaining = [](std::size_t slots, std::size_t foreign, std::size_t reserve) {
+    return std::max<std::size_t>(1, slots > foreign + reserve ? slots - foreign - reserve : 0);
+  };
+  object_capacity_ = remaining(tpm_.info().hr_transient_min, foreign_.objects.size(), options_.reserve_object_slots);
+  session_capacity_ =
+      remaining(tpm_.info().hr_loaded_min, foreign_.loaded_sessions.size(), options_.reserve_session_slots);
+}
 
 Result<Bytes> Residency::send(ByteSpan command, std::uint64_t Counters::*counter) {
   ++(counters_.*counter);

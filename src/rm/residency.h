@@ -130,6 +130,8 @@ class Residency {
   RmResult<TPM2_RC> save_session(TPM2_HANDLE handle);
   void store_saved_context(SessionEntry& session, Bytes context);
   bool flush_oldest_abandoned();
+  // The slots the RM plans with: the TPM's guaranteed minimum less foreign handles and the reserve, at least 1.
+  void plan_capacity();
   void regap_if_near_gap(const std::set<TPM2_HANDLE>& pinned);
   bool regap(TPM2_HANDLE handle, const std::set<TPM2_HANDLE>& pinned);
 

@@ -45,6 +45,12 @@ struct RmOptions {
   // response whose rc carries the RM layer bits (0x000B0000 | TPM rc).
   bool rc_mode = false;
   Leftovers leftovers = Leftovers::kUntouched;
+  // TPM slots kept free between commands for other users of a shared TPM (the kernel's own /dev/tpmrm0, trusted
+  // keys): the RM plans with HR_TRANSIENT_MIN / HR_LOADED_MIN minus these (and minus foreign handles it found),
+  // never fewer than one. Costs the RM's users evictions; what others still take is met by evicting on
+  // OBJECT_MEMORY / SESSION_MEMORY and retrying, as with any such warning.
+  std::uint32_t reserve_object_slots = 0;
+  std::uint32_t reserve_session_slots = 0;
 };
 
 // The per-uid connection limit in force for `uid` (0: none).

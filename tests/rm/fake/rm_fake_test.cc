@@ -719,5 +719,28 @@ TEST_F(FakeRmTest, RootIsExemptFromThePerUidObjectCapOnlyWhenConfigured) {
   EXPECT_EQ(rc_of(run(user, create_primary(TPM2_RH_OWNER, 4))), rm::kRmObjectMemory);
 }
 
+// On a shared TPM the RM leaves the reserve free between commands, and what the other users take on top of it
+// is met like any OBJECT_MEMORY: evict and retry.
+TEST_F(FakeRmTest, TheSlotReserveStaysFreeAndOthersUseOfSlotsIsMetByEviction) {
+  rm::RmOptions options;
+  options.reserve_object_slots = 1;
+  reset({}, options);  // 3 object slots
+  ConnectionId a = open();
+  std::vector<std::pair<TPM2_HANDLE, std::uint64_t>> keys;
+  for (std::uint8_t i = 1; i <= 4; ++i) keys.push_back(make_key(a, i));
+  for (int round = 0; round < 2; ++round) {
+    for (const auto& [vh, s] : keys) {
+      EXPECT_EQ(serial(a, vh), s);
+      EXPECT_LE(tpm_->loaded_objects().size(), 2u) << "one slot stays free for the TPM's other users";
+    }
+  }
+  // Another user of the TPM takes the reserved slot, behind the RM; then (a smaller TPM) one of the RM's too.
+  ASSERT_EQ(rc_of(*tpm_->transmit(create_primary(TPM2_RH_OWNER, 50))), TPM2_RC_SUCCESS);
+  for (const auto& [vh, s] : keys) EXPECT_EQ(serial(a, vh), s);
+  tpm_->set_slots(2, 3);
+  for (const auto& [vh, s] : keys) EXPECT_EQ(serial(a, vh), s) << "OBJECT_MEMORY met by evicting and retrying";
+  EXPECT_LE(tpm_->loaded_objects().size(), 2u);
+}
+
 }  // namespace
 }  // namespace tpmrmd::testing
