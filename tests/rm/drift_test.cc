@@ -30,17 +30,6 @@ Bytes change_eps() { return build_command(TPM2_CC_ChangeEPS, {TPM2_RH_PLATFORM},
 Bytes change_pps() { return build_command(TPM2_CC_ChangePPS, {TPM2_RH_PLATFORM}, {Auth{}}, {}); }
 
 // The object's name from a successful ReadPublic response.
-Bytes name_of(ByteSpan response) {
-  TPM2B_PUBLIC pub{};
-  TPM2B_NAME name{};
-  size_t off = tpm::kHeaderSize;
-  if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(response.data(), response.size(), &off, &pub) != 0 ||
-      Tss2_MU_TPM2B_NAME_Unmarshal(response.data(), response.size(), &off, &name) != 0) {
-    ADD_FAILURE() << "malformed ReadPublic response " << to_hex(response);
-    return {};
-  }
-  return Bytes(name.name, name.name + name.size);
-}
 
 // The TPM's port, recording the handle of every successful response that creates a transient, so a test
 // knows which physical slot an object went to.

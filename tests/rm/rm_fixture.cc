@@ -1,8 +1,22 @@
 #include "rm_fixture.h"
 
+#include <tss2/tss2_mu.h>
+
 #include "tpm/header.h"
 
 namespace tpmrmd::testing {
+
+Bytes name_of(ByteSpan response) {
+  TPM2B_PUBLIC pub{};
+  TPM2B_NAME name{};
+  size_t off = tpm::kHeaderSize;
+  if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(response.data(), response.size(), &off, &pub) != 0 ||
+      Tss2_MU_TPM2B_NAME_Unmarshal(response.data(), response.size(), &off, &name) != 0) {
+    ADD_FAILURE() << "malformed ReadPublic response " << to_hex(response);
+    return {};
+  }
+  return Bytes(name.name, name.name + name.size);
+}
 
 Result<Bytes> FaultPort::transmit(ByteSpan command) {
   {

@@ -17,6 +17,10 @@
 
 namespace tpmrmd::testing {
 
+// The name in a ReadPublic response: what tests compare to tell one TPM object from another (a failure and an
+// empty name if the response is not a ReadPublic success).
+Bytes name_of(ByteSpan response);
+
 // Builds the Chip for `spec` through the chip layer's driver factory and starts it up.
 std::unique_ptr<chip::Chip> start_chip(const std::string& spec);
 

@@ -3,7 +3,6 @@
 // handles when the RM starts. Two connections each time: no handle of one may ever reach the other's object,
 // and the TPM's own handle lists are the witness that nothing is left behind.
 #include <gtest/gtest.h>
-#include <tss2/tss2_mu.h>
 
 #include <algorithm>
 #include <set>
@@ -20,17 +19,6 @@ using rm::ConnectionId;
 
 constexpr TPM2_HANDLE kLoadedSessions = 0x02000000u;
 constexpr TPM2_HANDLE kSavedSessions = 0x03000000u;
-
-Bytes name_of(ByteSpan response) {
-  TPM2B_PUBLIC pub{};
-  TPM2B_NAME name{};
-  size_t off = tpm::kHeaderSize;
-  if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(response.data(), response.size(), &off, &pub) != 0 ||
-      Tss2_MU_TPM2B_NAME_Unmarshal(response.data(), response.size(), &off, &name) != 0) {
-    return {};
-  }
-  return Bytes(name.name, name.name + name.size);
-}
 
 // The swtpm behind a fault-injecting driver, on a chip configured as the daemon's (late responses returned)
 // or as a bare chip's (late responses flushed).
