@@ -78,6 +78,9 @@ bool Residency::flush(TPM2_HANDLE handle) {
   auto rc = tpm::response_code(*resp);
   if (!rc || *rc != TPM2_RC_SUCCESS) {
     spdlog::warn("rm: FlushContext(0x{:08x}) answered {}", handle, rc ? tpm::rc_name(*rc) : "a malformed response");
+    // The RM flushes only what it believes the TPM holds: a refusal means its picture is off somewhere (and
+    // whether the handle is gone is not known), so it is compared with the TPM's before anything else is sent.
+    mark_unverified(fmt::format("FlushContext(0x{:08x}) was refused", handle));
     return false;
   }
   return true;
@@ -282,7 +285,10 @@ bool Residency::evict_object(const std::set<ObjectId>& pinned) {
     }
     auto rc = tpm::response_code(*resp);
     if (rc && *rc != TPM2_RC_SUCCESS && !is_gone(*rc)) {
+      // Whether the slot is free is not known: if it is, the next object the TPM puts there would be taken
+      // for this one, so the picture is compared with the TPM's before anything else is sent.
       o->unevictable_tick = clock_;
+      mark_unverified(fmt::format("FlushContext(0x{:08x}) to evict was refused", physical));
       continue;
     }
     objects_.set_physical(*victim, std::nullopt);

@@ -7,9 +7,11 @@
 #include <cerrno>
 #include <memory>
 #include <set>
+#include <vector>
 
 #include "fake_rm_fixture.h"
 #include "tpm/commands.h"
+#include "tpm/header.h"
 #include "tpm/endian.h"
 
 namespace tpmrmd::testing {
@@ -196,6 +198,34 @@ TEST_F(UnseenOutcomeTest, ForeignHandlesOnASharedTpmAreLeftAloneAndTheirSlotsNot
             std::set<TPM2_HANDLE>(foreign_objects.begin(), foreign_objects.end()));
   EXPECT_EQ(loaded_sessions(), foreign_loaded);
   EXPECT_EQ(saved(), foreign_saved);
+}
+
+// The TPM carries out the RM's own FlushContext (an eviction) but answers it with an error; then an object
+// creation's answer is lost, so the object lands, unseen, in the slot the RM still believed held the evicted
+// key. Without reconciliation after the refused flush, the evicted key's handle would reach that object.
+TEST_F(UnseenOutcomeTest, ARefusedEvictionFlushIsReconciledBeforeAnUnseenObjectCanTakeItsSlot) {
+  ConnectionId a = open(), b = open();
+  std::vector<std::pair<TPM2_HANDLE, std::uint64_t>> keys;
+  for (std::uint8_t i = 1; i <= 3; ++i) keys.push_back(make_key(a, i));  // the TPM's 3 slots are full
+  // b's creation makes room: the oldest key is flushed but the flush answered as refused, so another is
+  // evicted too; the creation lands in the lowest free slot, the first key's, and its answer is lost.
+  auto flush_lied = std::make_shared<bool>(false);
+  tpm_->set_response_hook([flush_lied](ByteSpan command, Bytes response) -> Result<Bytes> {
+    const TPM2_CC code = tpm::load_u32(command, 6);
+    if (code == TPM2_CC_FlushContext && !*flush_lied) {
+      *flush_lied = true;
+      return tpm::make_rc_response(TPM2_RC_VALUE | TPM2_RC_1);
+    }
+    if (code == TPM2_CC_CreatePrimary) return make_error(ETIME, "no response in time");
+    return response;
+  });
+  EXPECT_EQ(errno_of(b, create_primary(TPM2_RH_OWNER, 9)), ETIME);  // b's object exists, unseen
+  tpm_->set_response_hook({});
+  ASSERT_TRUE(*flush_lied);
+  for (const auto& [vh, s] : keys) EXPECT_EQ(serial(a, vh), s) << "a's handle reaches an object a never had";
+  rm_->close(a);
+  rm_->close(b);
+  EXPECT_TRUE(tpm_->loaded_objects().empty()) << "the unseen object outlived its connection";
 }
 
 }  // namespace
