@@ -3,6 +3,9 @@
 
 #include <cstdint>
 
+#include "rm/audit_rate_limit.h"
+#include "rm/command_policy.h"
+
 namespace tpmrmd::rm {
 
 // What the RM does with handles it finds in the TPM before it serves anyone (a crashed earlier run's objects and
@@ -35,6 +38,11 @@ struct RmOptions {
   // response whose rc carries the RM layer bits (0x000B0000 | TPM rc).
   bool rc_mode = false;
   Leftovers leftovers = Leftovers::kUntouched;
+  // Which commands each caller class may run; refused ones get 0x000B0143 in both error modes, as the kernel
+  // answers a command it refuses. The default allows everything (docs/rm.md, "Command policy").
+  CommandPolicy policy;
+  // Rate limit of the audit trail (refused and privileged commands), per uid.
+  AuditLimits audit;
 };
 
 }  // namespace tpmrmd::rm
