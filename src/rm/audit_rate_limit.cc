@@ -5,12 +5,14 @@
 namespace tpmrmd::rm {
 namespace {
 
-constexpr std::size_t kPruneAbove = 1024;
-
 }  // namespace
 
 AuditRateLimiter::Verdict AuditRateLimiter::admit(uid_t uid, Clock::time_point now) {
-  if (buckets_.size() > kPruneAbove) prune(now);
+  if (buckets_.size() > prune_above_) {
+    prune(now);
+    // Amortised: when most buckets still hold state, the next prune waits until the map has doubled.
+    prune_above_ = std::max(kPruneAbove, 2 * buckets_.size());
+  }
   auto [it, fresh] = buckets_.try_emplace(uid, Bucket{limits_.burst, now, 0});
   Bucket& b = it->second;
   if (!fresh && now > b.last) {

@@ -28,6 +28,7 @@ class AuditRateLimiter {
   };
   // One line of `uid` at `now` (non-decreasing across calls).
   Verdict admit(uid_t uid, Clock::time_point now);
+  std::size_t tracked_uids() const { return buckets_.size(); }
 
  private:
   struct Bucket {
@@ -39,8 +40,11 @@ class AuditRateLimiter {
   // however many uids have been seen.
   void prune(Clock::time_point now);
 
+  static constexpr std::size_t kPruneAbove = 1024;
+
   AuditLimits limits_;
   std::map<uid_t, Bucket> buckets_;
+  std::size_t prune_above_ = kPruneAbove;
 };
 
 }  // namespace tpmrmd::rm
