@@ -16,6 +16,8 @@
 #include <mutex>
 #include <thread>
 
+#include "cuse/client_credentials.h"
+
 namespace tpmrmd::cuse {
 
 namespace {
@@ -111,8 +113,7 @@ struct CuseDevice::Impl {
 
   static void open(fuse_req_t req, fuse_file_info* fi) {
     Impl* self = from(req);
-    const fuse_ctx* ctx = fuse_req_ctx(req);
-    rm::ClientInfo client{ctx->uid, ctx->gid, ctx->pid};
+    const rm::ClientInfo client = client_info(req);
     auto connection = self->opener(client);
     if (!connection) {
       fuse_reply_err(req, connection.error().code);

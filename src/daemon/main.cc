@@ -19,8 +19,10 @@
 #include "chip/driver_factory.h"
 #include "cuse/cuse_device.h"
 #include "daemon/embedded_swtpm.h"
+#include "daemon/logging.h"
 #include "daemon/supervisor.h"
 #include "daemon/tpm_lock.h"
+#include "rm/command_policy_file.h"
 
 namespace tpmrmd::daemon {
 namespace {
@@ -51,7 +53,29 @@ struct Settings {
   std::optional<std::uint32_t> reserve_object_slots;  // unset: 1 on device: (shared with the kernel), else 0
   std::optional<std::uint32_t> reserve_session_slots;
   bool fuse_debug = false;
+  std::string policy_file;
+  std::string profile;
+  std::string policy_group;
 };
+
+// --policy FILE, or --profile NAME (default: "default"); --policy-group names the group class for either.
+Result<rm::CommandPolicy> command_policy(const Settings& s) {
+  rm::CommandPolicy policy;
+  if (!s.policy_file.empty()) {
+    auto loaded = rm::load_command_policy(s.policy_file);
+    if (!loaded) return loaded.error();
+    policy = std::move(*loaded);
+  } else {
+    policy = rm::CommandPolicy::from_profile(
+        rm::policy_profile_from_name(s.profile).value_or(rm::PolicyProfile::kDefault));
+  }
+  if (!s.policy_group.empty()) {
+    auto gid = rm::resolve_group(s.policy_group);
+    if (!gid) return make_error(EINVAL, "--policy-group: unknown group '" + s.policy_group + "'");
+    policy.set_group(*gid, s.policy_group);
+  }
+  return policy;
+}
 
 // --leftovers auto: a TPM only this daemon talks to (its embedded swtpm, a swtpm socket, TIS/CRB registers) is
 // cleaned of what a crashed earlier run left; a device node or TCTI may be shared, so others' handles stay.
@@ -174,15 +198,16 @@ Result<std::optional<RunAs>> runas(const Settings& s) {
 }
 
 int run(const Settings& s) {
-  spdlog::set_default_logger(spdlog::stderr_logger_mt("tpmrmd"));
-  spdlog::set_level(spdlog::level::from_str(s.log_level));
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %l %v");
+  setup_logging(spdlog::level::from_str(s.log_level));
 
   auto device_opts = device_options(s);
   if (!device_opts) return spdlog::critical("{}", describe(device_opts.error())), kExitUsage;
   auto user = runas(s);
   if (!user) return spdlog::critical("{}", describe(user.error())), kExitUsage;
   const std::optional<RunAs> run_as = *user;
+  auto policy = command_policy(s);
+  if (!policy) return spdlog::critical("event=bad-policy error=\"{}\"", describe(policy.error())), kExitUsage;
+  spdlog::info("event=command-policy {}", policy->describe());
 
   if (auto env = cuse::CuseDevice::check_environment(s.name); !env) {
     spdlog::critical("event=startup-failed error=\"{}\"", describe(env.error()));
@@ -210,6 +235,7 @@ int run(const Settings& s) {
   rm::RmOptions rm_options = s.rm;
   rm_options.leftovers = leftover_policy(s);
   plan_reserve(s, rm_options);
+  rm_options.policy = std::move(*policy);
   Supervisor supervisor(SupervisorOptions{.tpm = s.tpm, .rm = rm_options, .duration_scale = s.duration_scale},
                         swtpm ? &*swtpm : nullptr);
   if (!lock) {
@@ -325,6 +351,20 @@ int main(int argc, char** argv) {
   app.add_option("--reserve-session-slots", s.reserve_session_slots,
                  "TPM session slots kept free the same way (default: 1 on device:, 0 otherwise)");
   app.add_flag("--rc-mode", s.rm.rc_mode, "Report RM errors as RM-layer response codes instead of errno");
+  auto* policy_opt = app.add_option("--policy", s.policy_file,
+                                    "Command policy file (JSON; docs/rm.md, \"Command policy\"): which commands root, "
+                                    "the --policy-group and everyone else may run")
+                         ->check(CLI::ExistingFile);
+  app.add_option("--profile", s.profile,
+                 "Built-in command policy when there is no --policy: default (every command, as the kernel's "
+                 "/dev/tpmrm0) or strict (non-root callers may not run the commands that change the TPM for "
+                 "everyone, nor unknown or vendor commands)")
+      ->check(CLI::IsMember({"default", "strict"}))
+      ->excludes(policy_opt)
+      ->default_str("default");
+  app.add_option("--policy-group", s.policy_group,
+                 "Group (name or gid) whose members, by primary or supplementary group, form the policy's group "
+                 "class; overrides the file's \"group\"");
   app.add_flag("--fuse-debug", s.fuse_debug, "libfuse request tracing");
   app.footer("Exit status: 0 ok, 1 run-time failure (start-up refused, backend or CUSE failed), 2 usage or\n"
              "configuration error (bad option or value, unknown user or group).");

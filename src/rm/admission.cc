@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "rm/handles.h"
+#include "tpm/cc_names.h"
 
 namespace tpmrmd::rm {
 namespace {
@@ -26,6 +27,7 @@ RmResult<Plan> Admission::admit(const Space& space, ByteSpan command, const tpm:
   if (!parsed) return parsed.error();
   Plan plan;
   plan.cmd = std::move(*parsed);
+  if (auto allowed = check_policy(space, plan); !allowed) return allowed.error();
   if (auto checked = check_references(space, plan); !checked) return checked.error();
   route(plan, command);
   if (plan.route == Route::kTpm && plan.cmd.attributes.returns_handle()) {
@@ -33,6 +35,17 @@ RmResult<Plan> Admission::admit(const Space& space, ByteSpan command, const tpm:
     if (auto quota = check_quota(space, plan.creates); !quota) return quota.error();
   }
   return plan;
+}
+
+RmResult<void> Admission::check_policy(const Space& space, Plan& plan) const {
+  const TPM2_CC code = plan.cmd.code;
+  const PolicyDecision decision = options_.policy.decide(space.client, code);
+  plan.caller = decision.caller;
+  if (decision.allowed) return {};
+  audit_.refused(space.id, space.client, decision.caller, code, kRmCommandCode);
+  return RmError::answered(kRmCommandCode,
+                           fmt::format("command {} is not allowed to uid {} (class {}) by the command policy",
+                                       tpm::cc_label(code), space.client.uid, caller_class_name(decision.caller)));
 }
 
 RmResult<void> Admission::check_references(const Space& space, Plan& plan) const {

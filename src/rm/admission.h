@@ -2,8 +2,8 @@
 // needs: the framing is valid, every transient handle is one of the connection's virtual handles, every
 // session it names is a live session it owns, and what it would create fits the connection's quota. It also
 // answers what the RM answers from its own tables (GetCapability of the virtualised handle ranges, the
-// rewritten TPM properties). Read-only: it changes neither the tables nor the TPM, so a refused command has
-// changed nothing.
+// rewritten TPM properties). It applies the command policy first, writing what it refuses to the audit trail.
+// Otherwise read-only: it changes neither the tables nor the TPM, so a refused command has changed nothing.
 #pragma once
 
 #include <tss2/tss2_tpm2_types.h>
@@ -17,6 +17,7 @@
 #include <map>
 #include <set>
 
+#include "rm/audit_log.h"
 #include "rm/capability_view.h"
 #include "rm/command.h"
 #include "rm/residency.h"
@@ -46,14 +47,16 @@ struct Plan {
   Creates creates = Creates::kNothing;
   bool rewrite_properties = false;  // GetCapability(TPM_PROPERTIES): the answer gets the connection's view
   CapabilityQuery query;            // kHandlesCapability
+  CallerClass caller = CallerClass::kOther;  // the command policy's class of the connection's opener
 };
 
 class Admission {
  public:
   // `spaces` and `uid_connections` (the RM's index of open connections by uid) are for per-uid limits.
   Admission(const RmOptions& options, const Residency& residency, const std::map<ConnectionId, Space>& spaces,
-            const std::map<uid_t, std::set<ConnectionId>>& uid_connections, std::uint32_t active_sessions_max)
-      : options_(options), residency_(residency), spaces_(spaces), uid_connections_(uid_connections),
+            const std::map<uid_t, std::set<ConnectionId>>& uid_connections, std::uint32_t active_sessions_max,
+            AuditLog& audit)
+      : options_(options), residency_(residency), spaces_(spaces), uid_connections_(uid_connections), audit_(audit),
         sessions_per_uid_(options.max_sessions_per_uid ? options.max_sessions_per_uid
                                                        : std::max<std::uint32_t>(1, active_sessions_max / 2)) {}
 
@@ -68,6 +71,9 @@ class Admission {
   std::optional<std::uint32_t> virtual_property(const Space& space, TPM2_PT property) const;
 
  private:
+  // The command policy's verdict for the connection's opener: 0x000B0143 in both modes, as the kernel answers
+  // a command it refuses (and an unknown command code).
+  RmResult<void> check_policy(const Space& space, Plan& plan) const;
   RmResult<void> check_references(const Space& space, Plan& plan) const;
   // Sets the plan's route (and what the route needs) from the command code and its parameters.
   void route(Plan& plan, ByteSpan command) const;
@@ -80,6 +86,7 @@ class Admission {
   const Residency& residency_;
   const std::map<ConnectionId, Space>& spaces_;
   const std::map<uid_t, std::set<ConnectionId>>& uid_connections_;
+  AuditLog& audit_;
   const std::uint32_t sessions_per_uid_;
 };
 

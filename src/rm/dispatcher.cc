@@ -1,8 +1,13 @@
 #include "rm/dispatcher.h"
 
+#include <algorithm>
 #include <future>
 
 namespace tpmrmd::rm {
+
+bool ClientInfo::in_group(gid_t group) const {
+  return gid == group || std::find(groups.begin(), groups.end(), group) != groups.end();
+}
 
 Result<Bytes> Dispatcher::execute(ConnectionId id, Bytes command) {
   std::promise<Result<Bytes>> promise;

@@ -15,6 +15,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "rm/counters.h"
 #include "util/bytes.h"
@@ -24,11 +26,20 @@ namespace tpmrmd::rm {
 
 using ConnectionId = std::uint64_t;
 
-// Who opened a connection: the credentials per-user limits (and later the command policy) are decided on.
+// Who opened a connection: the credentials per-user limits and the command policy are decided on, and what
+// the audit trail names. A constructor rather than an aggregate, so ClientInfo{uid, gid, pid} stays valid (and
+// -Wmissing-field-initializers quiet) as fields are added.
 struct ClientInfo {
+  ClientInfo(uid_t uid_ = 0, gid_t gid_ = 0, pid_t pid_ = 0, std::vector<gid_t> groups_ = {}, std::string comm_ = {})
+      : uid(uid_), gid(gid_), pid(pid_), groups(std::move(groups_)), comm(std::move(comm_)) {}
+
   uid_t uid = 0;
-  gid_t gid = 0;
+  gid_t gid = 0;  // primary
   pid_t pid = 0;
+  std::vector<gid_t> groups;  // supplementary, as the opener had them at open()
+  std::string comm;           // /proc/PID/comm at open(), for log lines; empty if unknown
+
+  bool in_group(gid_t group) const;  // primary or supplementary
 };
 
 class Dispatcher {

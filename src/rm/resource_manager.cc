@@ -45,7 +45,8 @@ Bytes tpm_command(const Plan& plan, ByteSpan command) {
 }  // namespace
 
 ResourceManager::ResourceManager(TpmPort& tpm, RmOptions options)
-    : tpm_(tpm), options_(options), residency_(tpm, options_, counters_), admission_(options_, residency_, spaces_, uid_connections_, tpm.info().active_sessions_max) {
+    : tpm_(tpm), options_(options), residency_(tpm, options_, counters_), audit_(options_.audit),
+      admission_(options_, residency_, spaces_, uid_connections_, tpm.info().active_sessions_max, audit_) {
   if (auto taken = residency_.take_over(options_.leftovers); !taken) {
     // The first command will find the same trouble; the RM is no worse off than without the check.
     spdlog::warn("rm: could not read the TPM's handles at start-up: {}", taken.error().message);
@@ -108,7 +109,7 @@ Result<Bytes> ResourceManager::execute(ConnectionId id, ByteSpan command) {
   if (!plan) return answer(*space, plan.error());
   switch (plan->route) {
     case Route::kTpm:
-      return run(*space, *plan, command);
+      return audited(*space, *plan, run(*space, *plan, command));
     case Route::kFlush:
       return flush_for_client(*plan, command);
     case Route::kSaveSession:
@@ -124,6 +125,11 @@ Result<Bytes> ResourceManager::execute(ConnectionId id, ByteSpan command) {
                                                : tpm::make_success_response();
   }
   return make_error(EINVAL, "unroutable command");
+}
+
+Result<Bytes> ResourceManager::audited(const Space& space, const Plan& plan, Result<Bytes> result) {
+  if (is_privileged(plan.cmd.code)) audit_.ran(space.id, space.client, plan.caller, plan.cmd.code, result);
+  return result;
 }
 
 Result<Bytes> ResourceManager::run(Space& space, const Plan& plan, ByteSpan command) {

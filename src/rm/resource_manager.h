@@ -14,6 +14,7 @@
 #include <set>
 
 #include "rm/admission.h"
+#include "rm/audit_log.h"
 #include "rm/counters.h"
 #include "rm/dispatcher.h"
 #include "rm/residency.h"
@@ -60,6 +61,9 @@ class ResourceManager {
   // What the client gets for an RM error: an rc response or an errno, per kind and error mode.
   Result<Bytes> answer(Space& space, const RmError& error);
 
+  // Passes `result` through, writing it to the audit trail if the command is privileged.
+  Result<Bytes> audited(const Space& space, const Plan& plan, Result<Bytes> result);
+
   // One handler per route.
   Result<Bytes> run(Space& space, const Plan& plan, ByteSpan command);
   Result<Bytes> flush_for_client(const Plan& plan, ByteSpan command);
@@ -76,6 +80,7 @@ class ResourceManager {
   RmOptions options_;
   Counters counters_;
   Residency residency_;
+  AuditLog audit_;
   Admission admission_;
   std::map<ConnectionId, Space> spaces_;
   std::map<uid_t, std::set<ConnectionId>> uid_connections_;

@@ -5,6 +5,9 @@
 
 #include <cstdint>
 
+#include "rm/audit_rate_limit.h"
+#include "rm/command_policy.h"
+
 namespace tpmrmd::rm {
 
 // What the RM does with handles it finds in the TPM before it serves anyone (a crashed earlier run's objects and
@@ -51,6 +54,11 @@ struct RmOptions {
   // OBJECT_MEMORY / SESSION_MEMORY and retrying, as with any such warning.
   std::uint32_t reserve_object_slots = 0;
   std::uint32_t reserve_session_slots = 0;
+  // Which commands each caller class may run; refused ones get 0x000B0143 in both error modes, as the kernel
+  // answers a command it refuses. The default allows everything (docs/rm.md, "Command policy").
+  CommandPolicy policy;
+  // Rate limit of the audit trail (refused and privileged commands), per uid.
+  AuditLimits audit;
 };
 
 // The per-uid connection limit in force for `uid` (0: none).

@@ -1,0 +1,13 @@
+// Where the daemon's log lines go. Under journald (stderr is a journal stream: JOURNAL_STREAM names it) the
+// journal's own sink replaces stderr, so lines keep their priority and are not stored twice. The audit trail
+// ("audit" logger, rm/audit_log.h) also goes to the journal whenever its socket exists, under the identifier
+// tpmrmd-audit (`journalctl -t tpmrmd-audit`), even when the daemon's other lines go to a terminal.
+#pragma once
+
+#include <spdlog/common.h>
+
+namespace tpmrmd::daemon {
+
+void setup_logging(spdlog::level::level_enum level);
+
+}  // namespace tpmrmd::daemon
