@@ -13,8 +13,11 @@
 #include <condition_variable>
 #include <cstring>
 #include <list>
+#include <map>
 #include <mutex>
+#include <new>
 #include <thread>
+#include <vector>
 
 #include "cuse/client_credentials.h"
 
@@ -28,6 +31,8 @@ struct PollSlot {
   std::mutex mutex;
   fuse_pollhandle* handle = nullptr;
 
+  bool retired = false;  // the session is being torn down: no handle may be used or kept any more
+
   void notify() {
     std::lock_guard lock(mutex);
     if (handle) fuse_lowlevel_notify_poll(handle);
@@ -35,16 +40,53 @@ struct PollSlot {
   void replace(fuse_pollhandle* next) {
     std::lock_guard lock(mutex);
     if (handle) fuse_pollhandle_destroy(handle);
-    handle = next;
+    handle = retired ? nullptr : next;
+    if (retired && next) fuse_pollhandle_destroy(next);
+  }
+  // Waits out a notification in progress (the mutex) and ends them.
+  void retire() {
+    std::lock_guard lock(mutex);
+    if (handle) fuse_pollhandle_destroy(handle);
+    handle = nullptr;
+    retired = true;
   }
 };
 
+// A blocking write waiting for its command, as the interrupt callback finds it. Guarded by Impl::writes_mutex.
+struct PendingWrite {
+  std::shared_ptr<device::Connection> connection;
+  std::uint64_t ticket = 0;  // Connection::write's, once it returned
+  bool interrupted = false;  // the kernel sent FUSE_INTERRUPT for it
+  bool answered = false;
+};
+
+// The errno an exception that escaped a handler becomes; called from a catch block.
+int barrier_errno(const char* handler) {
+  try {
+    throw;
+  } catch (const std::bad_alloc&) {
+    spdlog::error("cuse: out of memory in {}", handler);
+    return ENOMEM;
+  } catch (const std::exception& e) {
+    spdlog::error("cuse: {} threw: {}", handler, e.what());
+  } catch (...) {
+    spdlog::error("cuse: {} threw a non-standard exception", handler);
+  }
+  return EIO;
+}
+
 }  // namespace
+
+// An open file as the sweep and the teardown see it.
+struct Registered {
+  std::weak_ptr<device::Connection> connection;
+  std::shared_ptr<PollSlot> poll;
+};
 
 struct CuseDevice::OpenFile {
   std::shared_ptr<device::Connection> connection;
   std::shared_ptr<PollSlot> poll = std::make_shared<PollSlot>();
-  std::list<std::weak_ptr<device::Connection>>::iterator registry_entry;
+  std::list<Registered>::iterator registry_entry;
 };
 
 struct CuseDevice::Impl {
@@ -54,9 +96,18 @@ struct CuseDevice::Impl {
   std::function<void()> on_ready;
   std::atomic<bool> stopping{false};
 
-  // Open connections, for the discard sweep.
+  // Open connections, for the discard sweep and the teardown.
   std::mutex registry_mutex;
-  std::list<std::weak_ptr<device::Connection>> registry;
+  std::list<Registered> registry;
+
+  // Blocking writes in flight, for the interrupt callback.
+  std::mutex writes_mutex;
+  std::map<fuse_req_t, std::shared_ptr<PendingWrite>> writes;
+
+  // Requests handed to a callback and not answered yet: the session must outlive them.
+  std::mutex answers_mutex;
+  std::condition_variable answers_done;
+  std::size_t unanswered = 0;
   std::condition_variable sweep_wake;
   std::thread sweeper;
   std::thread node_setup;
@@ -69,8 +120,8 @@ struct CuseDevice::Impl {
     while (!stopping.load()) {
       sweep_wake.wait_for(lock, std::chrono::milliseconds(250));
       std::vector<std::shared_ptr<device::Connection>> live;
-      for (auto& weak : registry) {
-        if (auto c = weak.lock()) live.push_back(std::move(c));
+      for (auto& entry : registry) {
+        if (auto c = entry.connection.lock()) live.push_back(std::move(c));
       }
       lock.unlock();
       auto now = device::Connection::Clock::now();
@@ -111,68 +162,225 @@ struct CuseDevice::Impl {
     self->node_setup = std::thread([self] { self->setup_node(); });
   }
 
+  // One request's reply, given exactly once: by the callback it was handed to, by the exception barrier if
+  // the handler failed before or while handing it over, or, should the callback be dropped uncalled, as EIO.
+  // The session stays up until every Answer has been given (see run()).
+  class Answer {
+   public:
+    Answer(Impl* impl, fuse_req_t req, std::shared_ptr<PendingWrite> write = nullptr)
+        : impl_(impl), req_(req), write_(std::move(write)) {
+      std::lock_guard lock(impl_->answers_mutex);
+      ++impl_->unanswered;
+    }
+    ~Answer() { error(EIO); }
+    Answer(const Answer&) = delete;
+    Answer& operator=(const Answer&) = delete;
+
+    void error(int code) {
+      if (claim()) finish(fuse_reply_err(req_, code));
+    }
+    void written(std::size_t n) {
+      if (claim()) finish(fuse_reply_write(req_, n));
+    }
+    void bytes(const Bytes& b) {
+      if (claim()) finish(fuse_reply_buf(req_, reinterpret_cast<const char*>(b.data()), b.size()));
+    }
+    void opened(fuse_file_info* fi) {
+      if (claim()) finish(fuse_reply_open(req_, fi));
+    }
+    void polled(unsigned mask) {
+      if (claim()) finish(fuse_reply_poll(req_, mask));
+    }
+
+   private:
+    bool claim() {
+      if (given_.exchange(true)) return false;
+      if (write_) {
+        // Out of the interrupt callback's reach before the request is freed by the reply.
+        std::lock_guard lock(impl_->writes_mutex);
+        write_->answered = true;
+        auto it = impl_->writes.find(req_);
+        if (it != impl_->writes.end() && it->second == write_) impl_->writes.erase(it);
+      }
+      return true;
+    }
+    void finish(int) {
+      std::lock_guard lock(impl_->answers_mutex);
+      if (--impl_->unanswered == 0) impl_->answers_done.notify_all();
+    }
+
+    Impl* impl_;
+    fuse_req_t req_;
+    std::shared_ptr<PendingWrite> write_;
+    std::atomic<bool> given_{false};
+  };
+
+  // Runs a handler's body; an exception escaping it (std::bad_alloc, say) answers the request with an errno
+  // instead of ending the daemon. Only a request nobody answered yet is answered.
+  template <typename Body>
+  static void guarded(const char* name, const std::shared_ptr<Answer>& answer, Body&& body) noexcept {
+    try {
+      body();
+    } catch (...) {
+      const int code = barrier_errno(name);
+      if (answer) answer->error(code);
+    }
+  }
+
+  // libfuse's interrupt callback: the kernel gave up waiting for a write (a signal, SIGKILL included). Runs
+  // on a loop thread, possibly inside fuse_req_interrupt_func and under libfuse's request lock, so it answers
+  // nothing itself: it asks the connection, whose completion answers the write EINTR.
+  static void interrupted(fuse_req_t req, void* data) {
+    auto* self = static_cast<Impl*>(data);
+    std::shared_ptr<device::Connection> connection;
+    std::uint64_t ticket = 0;
+    {
+      std::lock_guard lock(self->writes_mutex);
+      auto it = self->writes.find(req);
+      if (it == self->writes.end()) return;
+      it->second->interrupted = true;
+      connection = it->second->connection;
+      ticket = it->second->ticket;
+    }
+    if (ticket) connection->interrupt(ticket);  // else the handler sees `interrupted` once write() returns
+  }
+
   static void open(fuse_req_t req, fuse_file_info* fi) {
     Impl* self = from(req);
-    const rm::ClientInfo client = client_info(req);
-    auto connection = self->opener(client);
-    if (!connection) {
-      fuse_reply_err(req, connection.error().code);
-      return;
-    }
-    auto* of = new OpenFile;
-    of->connection = std::move(*connection);
-    of->connection->set_on_ready([slot = of->poll] { slot->notify(); });
-    {
-      std::lock_guard lock(self->registry_mutex);
-      of->registry_entry = self->registry.insert(self->registry.end(), of->connection);
-    }
-    spdlog::debug("cuse: open by pid {} uid {} gid {} -> connection {}", client.pid, client.uid, client.gid,
-                  of->connection->id());
-    fi->fh = reinterpret_cast<std::uint64_t>(of);
-    fi->direct_io = 1;
-    fi->nonseekable = 1;
-    fuse_reply_open(req, fi);
+    std::shared_ptr<Answer> answer;
+    guarded("open", answer, [&] {
+      answer = std::make_shared<Answer>(self, req);
+      const rm::ClientInfo client = client_info(req);
+      auto connection = self->opener(client);
+      if (!connection) return answer->error(connection.error().code);
+      auto of = std::make_unique<OpenFile>();
+      of->connection = std::move(*connection);
+      {
+        std::lock_guard lock(self->registry_mutex);
+        of->registry_entry = self->registry.insert(self->registry.end(), Registered{of->connection, of->poll});
+      }
+      of->connection->set_on_ready([slot = of->poll] { slot->notify(); });
+      spdlog::debug("cuse: open by pid {} uid {} gid {} -> connection {}", client.pid, client.uid, client.gid,
+                    of->connection->id());
+      fi->fh = reinterpret_cast<std::uint64_t>(of.release());
+      fi->direct_io = 1;
+      fi->nonseekable = 1;
+      answer->opened(fi);
+    });
+    if (!answer) fuse_reply_err(req, ENOMEM);  // not even the Answer could be made
   }
 
   static void read(fuse_req_t req, size_t size, off_t, fuse_file_info* fi) {
     // The offset is ignored: the cursor is ours (CUSE always passes 0; a client offset never indexes anything).
-    file(fi)->connection->read(size, (fi->flags & O_NONBLOCK) != 0, [req](Result<Bytes> r) {
-      if (r) {
-        fuse_reply_buf(req, reinterpret_cast<const char*>(r->data()), r->size());
-      } else {
-        fuse_reply_err(req, r.error().code);
-      }
+    Impl* self = from(req);
+    std::shared_ptr<Answer> answer;
+    guarded("read", answer, [&] {
+      answer = std::make_shared<Answer>(self, req);
+      file(fi)->connection->read(size, (fi->flags & O_NONBLOCK) != 0, [answer](Result<Bytes> r) {
+        if (r) {
+          answer->bytes(*r);
+        } else {
+          answer->error(r.error().code);
+        }
+      });
     });
+    if (!answer) fuse_reply_err(req, ENOMEM);
   }
 
   static void write(fuse_req_t req, const char* buf, size_t size, off_t, fuse_file_info* fi) {
-    ByteSpan data(reinterpret_cast<const std::uint8_t*>(buf), size);
-    file(fi)->connection->write(data, (fi->flags & O_NONBLOCK) != 0, [req](Result<std::size_t> r) {
-      if (r) {
-        fuse_reply_write(req, *r);
-      } else {
-        fuse_reply_err(req, r.error().code);
+    Impl* self = from(req);
+    std::shared_ptr<Answer> answer;
+    guarded("write", answer, [&] {
+      OpenFile* of = file(fi);
+      const bool nonblocking = (fi->flags & O_NONBLOCK) != 0;
+      std::shared_ptr<PendingWrite> pending;
+      if (!nonblocking) {
+        pending = std::make_shared<PendingWrite>();
+        pending->connection = of->connection;
       }
+      answer = std::make_shared<Answer>(self, req, pending);
+      if (pending) {
+        {
+          std::lock_guard lock(self->writes_mutex);
+          self->writes.emplace(req, pending);
+        }
+        // Before the command is submitted: afterwards its completion may already have freed the request.
+        fuse_req_interrupt_func(req, &Impl::interrupted, self);
+      }
+      ByteSpan data(reinterpret_cast<const std::uint8_t*>(buf), size);
+      const std::uint64_t ticket = of->connection->write(data, nonblocking, [answer](Result<std::size_t> r) {
+        if (r) {
+          answer->written(*r);
+        } else {
+          answer->error(r.error().code);
+        }
+      });
+      if (!pending || !ticket) return;
+      bool interrupted_already = false;
+      {
+        std::lock_guard lock(self->writes_mutex);
+        if (pending->answered) return;
+        pending->ticket = ticket;
+        interrupted_already = pending->interrupted;
+      }
+      // The interrupt came while the write was being submitted, before it had a ticket.
+      if (interrupted_already) of->connection->interrupt(ticket);
     });
+    if (!answer) fuse_reply_err(req, ENOMEM);
   }
 
   static void poll(fuse_req_t req, fuse_file_info* fi, fuse_pollhandle* ph) {
-    OpenFile* of = file(fi);
-    if (ph) of->poll->replace(ph);
-    fuse_reply_poll(req, static_cast<unsigned>(of->connection->poll()));
+    Impl* self = from(req);
+    std::shared_ptr<Answer> answer;
+    guarded("poll", answer, [&] {
+      OpenFile* of = file(fi);
+      if (ph) of->poll->replace(std::exchange(ph, nullptr));
+      answer = std::make_shared<Answer>(self, req);
+      answer->polled(static_cast<unsigned>(of->connection->poll()));
+    });
+    if (ph) fuse_pollhandle_destroy(ph);
+    if (!answer) fuse_reply_err(req, ENOMEM);
   }
 
   static void release(fuse_req_t req, fuse_file_info* fi) {
     Impl* self = from(req);
-    OpenFile* of = file(fi);
-    of->connection->close();
+    std::unique_ptr<OpenFile> of(file(fi));
+    // Nothing here allocates; the barrier is for what Connection::close() reaches (the dispatcher's queue).
+    try {
+      of->connection->close();
+    } catch (...) {
+      barrier_errno("release");
+    }
     {
       std::lock_guard lock(self->registry_mutex);
       self->registry.erase(of->registry_entry);
     }
     of->poll->replace(nullptr);
-    delete of;
+    of.reset();
     fuse_reply_err(req, 0);
+  }
+
+  // After the loop: nothing may use the session once it is freed. Connections still open are closed (their
+  // queued commands answered), poll handles retired, and every request answered, before teardown.
+  void quiesce() {
+    std::vector<Registered> open;
+    {
+      std::lock_guard lock(registry_mutex);
+      open.assign(registry.begin(), registry.end());
+    }
+    for (auto& entry : open) {
+      if (auto c = entry.connection.lock()) {
+        try {
+          c->close();
+        } catch (...) {
+          barrier_errno("closing a connection at teardown");
+        }
+      }
+      entry.poll->retire();
+    }
+    std::unique_lock lock(answers_mutex);
+    if (unanswered) spdlog::info("cuse: waiting for {} request(s) in flight before teardown", unanswered);
+    answers_done.wait(lock, [this] { return unanswered == 0; });
   }
 };
 
@@ -236,12 +444,15 @@ Result<void> CuseDevice::run(std::function<void()> on_ready) {
   if (!impl_->session) return make_error(EIO, "CUSE set-up failed (see the libfuse message above)");
   impl_->sweeper = std::thread([this] { impl_->sweep_loop(); });
   int rc = multithreaded ? fuse_session_loop_mt(impl_->session, 0) : fuse_session_loop(impl_->session);
+  // The loop's threads are gone; the sweeper (which notifies pollers) and the node set-up stop next, then
+  // completions and notifications on other threads, and only then is the session freed.
   impl_->stopping = true;
   impl_->sweep_wake.notify_all();
-  cuse_lowlevel_teardown(impl_->session);
-  impl_->session = nullptr;
   if (impl_->sweeper.joinable()) impl_->sweeper.join();
   if (impl_->node_setup.joinable()) impl_->node_setup.join();
+  impl_->quiesce();
+  cuse_lowlevel_teardown(impl_->session);
+  impl_->session = nullptr;
   if (rc < 0) return make_error(-rc, "CUSE session loop failed");
   return {};
 }

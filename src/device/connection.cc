@@ -38,8 +38,9 @@ void Connection::set_on_ready(std::function<void()> on_ready) {
   on_ready_ = std::move(on_ready);
 }
 
-void Connection::write(ByteSpan data, bool nonblocking, WriteDone done) {
+std::uint64_t Connection::write(ByteSpan data, bool nonblocking, WriteDone done) {
   // A rejection is answered after the lock is released, as every other answer is: `done` may call back in.
+  std::uint64_t ticket = 0;
   std::optional<Error> rejected = [&]() -> std::optional<Error> {
     std::lock_guard lock(mutex_);
     expire_locked(Clock::now());
@@ -59,14 +60,43 @@ void Connection::write(ByteSpan data, bool nonblocking, WriteDone done) {
     // Accepted: a PARTIAL remainder is discarded now, as the kernel does.
     drop_stored_locked();
     state_ = State::kInFlight;
-    in_flight_ = InFlight{nonblocking, data.size(), nonblocking ? WriteDone{} : std::move(done), std::nullopt};
+    in_flight_ = InFlight{};
+    in_flight_.nonblocking = nonblocking;
+    in_flight_.write_size = data.size();
+    if (!nonblocking) {
+      in_flight_.write = std::move(done);
+      in_flight_.ticket = ticket = ++last_ticket_;
+    }
     return std::nullopt;
   }();
-  if (rejected) return done(std::move(*rejected));
-  Bytes command(data.begin(), data.begin() + declared_size(data));
-  auto self = shared_from_this();
-  dispatcher_->submit(id_, std::move(command), [self](Result<Bytes> r) { self->complete(std::move(r)); });
+  if (rejected) {
+    done(std::move(*rejected));
+    return 0;
+  }
+  try {
+    Bytes command(data.begin(), data.begin() + declared_size(data));
+    auto self = shared_from_this();
+    dispatcher_->submit(id_, std::move(command), [self](Result<Bytes> r) { self->complete(std::move(r)); });
+  } catch (...) {
+    // Never submitted (out of memory): the fd goes back to EMPTY instead of staying in flight for good; the
+    // exception tells the caller that `done` was not called.
+    std::lock_guard lock(mutex_);
+    in_flight_ = InFlight{};
+    if (state_ == State::kInFlight) state_ = State::kEmpty;
+    throw;
+  }
   if (nonblocking) done(data.size());
+  return ticket;
+}
+
+void Connection::interrupt(std::uint64_t ticket) {
+  {
+    std::lock_guard lock(mutex_);
+    if (ticket == 0 || in_flight_.ticket != ticket || !in_flight_.write || in_flight_.interrupted) return;
+    in_flight_.interrupted = true;
+  }
+  // The command's completion answers the write, whether cancelling reached it queued or it ran to the end.
+  dispatcher_->cancel(id_);
 }
 
 void Connection::complete(Result<Bytes> result) {
@@ -81,6 +111,9 @@ void Connection::complete(Result<Bytes> result) {
     if (!result && gone()) result = make_error(ENODEV, "TPM backend is gone");
     if (state_ == State::kClosed) {
       // Nobody can read it any more.
+    } else if (finished.interrupted) {
+      // Its writer is gone or will retry: nobody asked for this response any more.
+      state_ = State::kEmpty;
     } else if (result) {
       store_locked(Stored{std::move(*result), 0, 0, Clock::now()}, State::kUnread);
     } else if (finished.nonblocking) {
@@ -99,7 +132,9 @@ void Connection::complete(Result<Bytes> result) {
     notify = on_ready_;
   }
   if (finished.write) {
-    if (result) {
+    if (finished.interrupted) {
+      finished.write(make_error(EINTR, "the write was interrupted"));
+    } else if (result) {
       finished.write(finished.write_size);
     } else {
       finished.write(result.error());

@@ -55,8 +55,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // write(2). `done` is called exactly once: at once for rejected and O_NONBLOCK writes, at completion for
   // blocking ones. Checks in the kernel's order: ENODEV, E2BIG, EBUSY, EINVAL. Only the declared length is
-  // sent; the whole write size is reported.
-  void write(ByteSpan data, bool nonblocking, WriteDone done);
+  // sent; the whole write size is reported. Returns the ticket interrupt() takes for a blocking write that was
+  // accepted, 0 otherwise (`done` may have run already by the time it returns). Throws (std::bad_alloc) only
+  // before the command is submitted, leaving the fd as it was and `done` uncalled.
+  std::uint64_t write(ByteSpan data, bool nonblocking, WriteDone done);
+
+  // The blocking write `ticket` was interrupted (its caller took a signal, maybe SIGKILL): a command still
+  // queued is dropped from the dispatcher's queue, and the write is answered EINTR as soon as the dispatcher
+  // lets go of it (at once when it was queued, after it ran otherwise), its response discarded. A stale ticket
+  // (the write already answered) does nothing. Safe from any thread.
+  void interrupt(std::uint64_t ticket);
 
   // read(2). Answers at once unless the fd is blocking and its own command is in flight, in which case `done`
   // is called when it completes. Returns no bytes (EOF) when nothing is pending.
@@ -97,6 +105,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool nonblocking = false;
     std::size_t write_size = 0;  // the write size to report
     WriteDone write;             // a blocking write waiting for completion
+    std::uint64_t ticket = 0;    // that write's, for interrupt()
+    bool interrupted = false;    // its caller gave up: answer EINTR, discard the response
     std::optional<std::pair<std::size_t, ReadDone>> read;  // a blocking read waiting for completion
   };
   // What UNREAD, PARTIAL and ERROR hold.
@@ -127,6 +137,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::mutex mutex_;
   State state_ = State::kEmpty;
   InFlight in_flight_;
+  std::uint64_t last_ticket_ = 0;
   Stored stored_;
   std::function<void()> on_ready_;
 };

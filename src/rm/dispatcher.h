@@ -5,8 +5,10 @@
 // Completions run on the worker thread and must not block; they must not call back into the Dispatcher
 // synchronously waiting for a result (enqueueing more work is fine).
 //
-// Fairness: each connection has its own FIFO; the worker serves connections round-robin, so commands are
-// executed in arrival order across connections and one connection can't starve the others.
+// Fairness: between uids, by TPM time: a uid is charged the time its commands kept the TPM busy (evictions
+// and loads the RM did for them included), and the uid that has used the least runs next, so a uid with many
+// connections sending slow commands delays another uid's command by about one of its own. Within a uid,
+// connections take turns one command each. The WorkerDispatcher's FairQueue is the policy.
 #pragma once
 
 #include <sys/types.h>
@@ -60,6 +62,11 @@ class Dispatcher {
   // Closes the connection: queued commands complete with ECANCELED, everything the connection held in the TPM
   // is flushed (client-saved sessions excepted; see docs/). Asynchronous; safe to call from any thread, once.
   virtual void close(ConnectionId id) = 0;
+
+  // The client gave up on `id`'s queued commands (its write was interrupted): those not yet running complete
+  // with ECANCELED, still on the worker thread; a running one completes normally. Cancelling is only a saving
+  // (the caller discards whatever arrives), so a dispatcher that cannot cancel may let the commands run.
+  virtual void cancel(ConnectionId) {}
 
   // Synchronous convenience for tests and tools: submit and wait. Must not be called on the worker thread.
   Result<Bytes> execute(ConnectionId id, Bytes command);

@@ -3,7 +3,10 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <chrono>
+#include <exception>
 #include <future>
+#include <new>
 #include <vector>
 
 namespace tpmrmd::rm {
@@ -14,6 +17,23 @@ WorkerDispatcher::WorkerDispatcher(TpmPort& tpm, RmOptions options)
 namespace {
 
 Error gone() { return make_error(ENODEV, "TPM backend is gone"); }
+
+// What an exception that escaped `what` becomes: logged, and the error a command it interrupted is answered
+// with. Called from a catch block.
+Error barrier(const char* what) {
+  try {
+    throw;
+  } catch (const std::bad_alloc&) {
+    spdlog::error("rm: out of memory in {}", what);
+    return make_error(ENOMEM, fmt::format("out of memory in {}", what));
+  } catch (const std::exception& e) {
+    spdlog::error("rm: {} threw: {}", what, e.what());
+    return make_error(EIO, fmt::format("{} failed: {}", what, e.what()));
+  } catch (...) {
+    spdlog::error("rm: {} threw a non-standard exception", what);
+    return make_error(EIO, fmt::format("{} failed", what));
+  }
+}
 
 }  // namespace
 
@@ -26,12 +46,7 @@ void WorkerDispatcher::stop() {
     if (stopped_) return;
     stopped_ = true;
     worker = std::move(worker_);
-    auto answered = std::make_shared<std::vector<Job>>();
-    for (auto& [id, queue] : queues_) {
-      for (auto& job : queue.jobs) answered->push_back(std::move(job));
-      queue.jobs.clear();
-    }
-    ring_.clear();
+    auto answered = std::make_shared<std::vector<Job>>(queue_.take_all());
     tasks_.emplace_back([this, answered] {
       for (auto& job : *answered) job.completion(gone());
       answered->clear();  // the completions may own front-end connections that call close()
@@ -55,9 +70,8 @@ Result<ConnectionId> WorkerDispatcher::open(const ClientInfo& client) {
     return make_error(EMFILE, fmt::format("uid {} already holds {} connections, the limit", client.uid, per_uid));
   }
   const ConnectionId id = next_id_++;
-  Queue queue;
-  queue.uid = client.uid;
-  queues_.emplace(id, std::move(queue));
+  open_.emplace(id, Open{client.uid, false});
+  queue_.add_connection(id, client.uid);
   ++open_connections_;
   ++connections_per_uid_[client.uid];
   // The space is created on the worker; tasks run before any queued command, so the first submit finds it.
@@ -69,20 +83,13 @@ Result<ConnectionId> WorkerDispatcher::open(const ClientInfo& client) {
   return id;
 }
 
-void WorkerDispatcher::schedule(ConnectionId id, Queue& queue) {
-  if (!queue.in_ring && !queue.jobs.empty() && !queue.closing) {
-    queue.in_ring = true;
-    ring_.push_back(id);
-  }
-}
-
 void WorkerDispatcher::submit(ConnectionId id, Bytes command, Completion completion) {
   {
     std::lock_guard lock(mutex_);
-    auto it = queues_.find(id);
-    if (!stopped_ && it != queues_.end() && !it->second.closing) {
-      it->second.jobs.push_back(Job{std::move(command), std::move(completion)});
-      schedule(id, it->second);
+    auto it = open_.find(id);
+    if (!stopped_ && it != open_.end() && !it->second.closing) {
+      Job job{std::move(command), std::move(completion)};
+      queue_.push(id, job);
       wake_.notify_one();
       return;
     }
@@ -100,23 +107,37 @@ void WorkerDispatcher::submit(ConnectionId id, Bytes command, Completion complet
 
 void WorkerDispatcher::close(ConnectionId id) {
   std::lock_guard lock(mutex_);
-  auto it = queues_.find(id);
-  if (it == queues_.end() || it->second.closing || stopped_) return;
+  auto it = open_.find(id);
+  if (it == open_.end() || it->second.closing || stopped_) return;
   it->second.closing = true;
-  // The worker skips closing queues in the ring; the task cancels what is queued and flushes the space.
-  tasks_.emplace_back([this, id] {
-    std::deque<Job> cancelled;
+  // Out of the queue now, so nothing of it runs any more; the task answers them and flushes the space.
+  auto cancelled = std::make_shared<std::vector<Job>>(queue_.remove_connection(id));
+  tasks_.emplace_back([this, id, cancelled] {
     {
       std::lock_guard inner(mutex_);
-      auto q = queues_.find(id);
-      if (q == queues_.end()) return;
-      cancelled = std::move(q->second.jobs);
-      if (--connections_per_uid_[q->second.uid] == 0) connections_per_uid_.erase(q->second.uid);
-      queues_.erase(q);
+      auto o = open_.find(id);
+      if (o == open_.end()) return;
+      if (--connections_per_uid_[o->second.uid] == 0) connections_per_uid_.erase(o->second.uid);
+      open_.erase(o);
       --open_connections_;
     }
-    for (auto& job : cancelled) job.completion(make_error(ECANCELED, "connection closed before the command ran"));
+    for (auto& job : *cancelled) job.completion(make_error(ECANCELED, "connection closed before the command ran"));
+    cancelled->clear();
     rm_.close(id);
+  });
+  wake_.notify_one();
+}
+
+void WorkerDispatcher::cancel(ConnectionId id) {
+  std::lock_guard lock(mutex_);
+  if (stopped_) return;
+  auto cancelled = std::make_shared<std::vector<Job>>(queue_.cancel(id));
+  if (cancelled->empty()) return;
+  // Answered as a task: tasks run before commands, so the client hears at once, and on the worker as every
+  // completion does.
+  tasks_.emplace_back([cancelled] {
+    for (auto& job : *cancelled) job.completion(make_error(ECANCELED, "the client gave up on the command"));
+    cancelled->clear();
   });
   wake_.notify_one();
 }
@@ -144,38 +165,52 @@ void WorkerDispatcher::run() {
   }
   std::unique_lock lock(mutex_);
   for (;;) {
-    wake_.wait(lock, [this] { return stopped_ || !tasks_.empty() || !ring_.empty(); });
+    wake_.wait(lock, [this] { return stopped_ || !tasks_.empty() || !queue_.empty(); });
     if (!tasks_.empty()) {
       auto task = std::move(tasks_.front());
       tasks_.pop_front();
       lock.unlock();
-      task();
+      try {
+        task();
+      } catch (...) {
+        barrier("a dispatcher task");
+      }
       // Dropped before relocking: a task may hold the last reference to a front-end connection, whose
       // destructor calls close() and so takes mutex_.
       task = nullptr;
       lock.lock();
       continue;
     }
-    if (!ring_.empty()) {
-      const ConnectionId id = ring_.front();
-      ring_.pop_front();
-      auto it = queues_.find(id);
-      if (it == queues_.end()) continue;
-      Queue& queue = it->second;
-      queue.in_ring = false;
-      if (queue.closing || queue.jobs.empty()) continue;
-      Job job = std::move(queue.jobs.front());
-      queue.jobs.pop_front();
-      schedule(id, queue);
+    if (auto taken = queue_.pop()) {
       lock.unlock();
-      auto result = rm_.execute(id, job.command);
-      job.completion(std::move(result));
-      job = Job{};  // the completion, likewise, before relocking
+      const uid_t uid = taken->uid;
+      const FairQueue::Cost cost = run_job(*taken);
+      taken.reset();  // the completion, likewise, before relocking
       lock.lock();
+      queue_.charge(uid, cost);
       continue;
     }
     if (stopped_) break;
   }
+}
+
+FairQueue::Cost WorkerDispatcher::run_job(FairQueue::Taken& taken) {
+  // The uid pays for the wall time its command kept the TPM path busy, the RM's own evictions and loads for
+  // it included; the completion is the front-end's time and is not charged.
+  const auto start = std::chrono::steady_clock::now();
+  Result<Bytes> result = Bytes{};
+  try {
+    result = rm_.execute(taken.connection, taken.job.command);
+  } catch (...) {
+    result = barrier("executing a command");
+  }
+  const auto cost = std::chrono::duration_cast<FairQueue::Cost>(std::chrono::steady_clock::now() - start);
+  try {
+    taken.job.completion(std::move(result));
+  } catch (...) {
+    barrier("a command's completion");
+  }
+  return cost;
 }
 
 }  // namespace tpmrmd::rm

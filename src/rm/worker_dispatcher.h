@@ -1,9 +1,11 @@
 // The Dispatcher: one worker thread owns the ResourceManager (and so the TPM's transmit path); front-ends on
 // any thread open connections, submit commands and close, and get completions on the worker thread.
 //
-// Each connection has its own FIFO; connections with queued work wait in a ring and the worker takes one
-// command from the front connection, then moves it to the back. So commands run in arrival order across
-// connections and no connection can starve another, however many commands it queues.
+// Which queued command runs next is FairQueue's decision (fair by uid, weighted by the TPM time each uid's
+// commands took; round-robin among one uid's connections); this class is the threading around it: it measures
+// how long each command spent in the ResourceManager and charges that to the command's uid.
+// An exception escaping a command, a completion or a task is caught and logged; a command it interrupted is
+// answered with an error (ENOMEM for std::bad_alloc, EIO otherwise) and the worker carries on.
 #pragma once
 
 #include <condition_variable>
@@ -14,6 +16,7 @@
 #include <thread>
 
 #include "rm/dispatcher.h"
+#include "rm/fair_queue.h"
 #include "rm/resource_manager.h"
 #include "rm/rm_options.h"
 #include "rm/tpm_port.h"
@@ -37,29 +40,25 @@ class WorkerDispatcher final : public Dispatcher {
   Result<ConnectionId> open(const ClientInfo& client) override;
   void submit(ConnectionId id, Bytes command, Completion completion) override;
   void close(ConnectionId id) override;
+  void cancel(ConnectionId id) override;
   Counters counters() override;
 
  private:
-  struct Job {
-    Bytes command;
-    Completion completion;
-  };
-  struct Queue {
+  using Job = FairQueue::Job;
+  struct Open {
     uid_t uid = 0;
-    std::deque<Job> jobs;
     bool closing = false;
-    bool in_ring = false;
   };
 
   void run();
-  void schedule(ConnectionId id, Queue& queue);  // puts `id` in the ring if it has work; mutex_ held
+  FairQueue::Cost run_job(FairQueue::Taken& taken);  // on the worker, without mutex_; returns the RM's time
 
   TpmPort& tpm_;
   ResourceManager rm_;  // touched only on the worker thread (and in the destructor after join)
   std::mutex mutex_;
   std::condition_variable wake_;
-  std::map<ConnectionId, Queue> queues_;
-  std::deque<ConnectionId> ring_;
+  std::map<ConnectionId, Open> open_;
+  FairQueue queue_;
   std::deque<std::function<void()>> tasks_;
   ConnectionId next_id_ = 1;
   std::size_t open_connections_ = 0;

@@ -5,6 +5,7 @@
 
 #include <deque>
 #include <memory>
+#include <new>
 #include <optional>
 
 #include "device/connection.h"
@@ -19,6 +20,7 @@ class ManualDispatcher final : public rm::Dispatcher {
   Result<rm::ConnectionId> open(const rm::ClientInfo&) override { return rm::ConnectionId{1}; }
   void submit(rm::ConnectionId, Bytes, Completion completion) override { queue.push_back(std::move(completion)); }
   void close(rm::ConnectionId) override { ++closes; }
+  void cancel(rm::ConnectionId) override { ++cancels; }
   rm::Counters counters() override { return {}; }
   void complete(Result<Bytes> r) {
     auto c = std::move(queue.front());
@@ -27,6 +29,7 @@ class ManualDispatcher final : public rm::Dispatcher {
   }
   std::deque<Completion> queue;
   int closes = 0;
+  int cancels = 0;
 };
 
 class ConnectionUnitTest : public ::testing::Test {
@@ -83,6 +86,86 @@ TEST_F(ConnectionUnitTest, ClosedPollsAsHungUp) {
   c_->write(kGetRandom32, true, [&](Result<std::size_t> r) { wrote = std::move(r); });
   ASSERT_TRUE(wrote.has_value());
   EXPECT_EQ(wrote->error().code, ENODEV);
+}
+
+// An interrupted blocking write (the client took a signal) asks the dispatcher to drop its queued command and
+// is answered EINTR when the dispatcher lets go of it; the fd is then free for the next command.
+TEST_F(ConnectionUnitTest, InterruptedQueuedWriteIsCancelledAndAnsweredEintr) {
+  std::optional<Result<std::size_t>> wrote;
+  const std::uint64_t ticket = c_->write(kGetRandom32, false, [&](Result<std::size_t> r) { wrote = std::move(r); });
+  ASSERT_NE(ticket, 0u);
+  c_->interrupt(ticket);
+  EXPECT_EQ(dispatcher_->cancels, 1);
+  EXPECT_FALSE(wrote.has_value());  // answered by the completion, not under libfuse's interrupt callback
+  dispatcher_->complete(make_error(ECANCELED, "cancelled"));
+  ASSERT_TRUE(wrote.has_value());
+  ASSERT_FALSE(wrote->ok());
+  EXPECT_EQ(wrote->error().code, EINTR);
+  EXPECT_EQ(c_->poll(), POLLOUT | POLLWRNORM);
+  std::optional<Result<std::size_t>> next;
+  c_->write(kGetRandom32, true, [&](Result<std::size_t> r) { next = std::move(r); });
+  ASSERT_TRUE(next.has_value());
+  EXPECT_TRUE(next->ok());
+}
+
+// A command that was already running when its write was interrupted completes; its response is discarded
+// and the write is still answered EINTR.
+TEST_F(ConnectionUnitTest, InterruptedRunningWriteDiscardsTheResponse) {
+  std::optional<Result<std::size_t>> wrote;
+  const std::uint64_t ticket = c_->write(kGetRandom32, false, [&](Result<std::size_t> r) { wrote = std::move(r); });
+  c_->interrupt(ticket);
+  c_->interrupt(ticket);  // the kernel may interrupt twice; one cancel is enough
+  EXPECT_EQ(dispatcher_->cancels, 1);
+  dispatcher_->complete(from_hex("80010000000a00000000"));
+  ASSERT_TRUE(wrote.has_value());
+  ASSERT_FALSE(wrote->ok());
+  EXPECT_EQ(wrote->error().code, EINTR);
+  std::optional<Result<Bytes>> got;
+  c_->read(4096, true, [&](Result<Bytes> r) { got = std::move(r); });
+  ASSERT_TRUE(got.has_value());
+  ASSERT_TRUE(got->ok());
+  EXPECT_TRUE((*got)->empty());  // nothing stored: EOF
+}
+
+// Only the write a ticket names can be interrupted: a stale ticket (its write answered) leaves the next
+// command alone, and O_NONBLOCK writes, answered at once, have none.
+TEST_F(ConnectionUnitTest, StaleTicketInterruptsNothing) {
+  const std::uint64_t first = c_->write(kGetRandom32, false, [](Result<std::size_t>) {});
+  dispatcher_->complete(from_hex("80010000000a00000000"));
+  c_->read(4096, true, [](Result<Bytes>) {});
+  std::optional<Result<std::size_t>> wrote;
+  const std::uint64_t second = c_->write(kGetRandom32, false, [&](Result<std::size_t> r) { wrote = std::move(r); });
+  EXPECT_NE(first, second);
+  c_->interrupt(first);
+  EXPECT_EQ(dispatcher_->cancels, 0);
+  dispatcher_->complete(from_hex("80010000000a00000000"));
+  ASSERT_TRUE(wrote.has_value());
+  EXPECT_EQ(**wrote, kGetRandom32.size());
+  c_->read(4096, true, [](Result<Bytes>) {});
+  EXPECT_EQ(c_->write(kGetRandom32, true, [](Result<std::size_t>) {}), 0u);
+}
+
+// A dispatcher whose submit() fails to allocate leaves the fd as it was: not stuck in flight.
+TEST(ConnectionSubmitFailure, OutOfMemoryInSubmitLeavesTheFdEmpty) {
+  class ThrowingDispatcher final : public rm::Dispatcher {
+   public:
+    Result<rm::ConnectionId> open(const rm::ClientInfo&) override { return rm::ConnectionId{1}; }
+    void submit(rm::ConnectionId, Bytes, Completion) override {
+      if (fail) throw std::bad_alloc();
+    }
+    void close(rm::ConnectionId) override {}
+    rm::Counters counters() override { return {}; }
+    bool fail = true;
+  };
+  auto dispatcher = std::make_shared<ThrowingDispatcher>();
+  auto c = Connection::open(dispatcher, rm::ClientInfo{});
+  ASSERT_TRUE(c.ok());
+  bool called = false;
+  EXPECT_THROW((*c)->write(kGetRandom32, false, [&](Result<std::size_t>) { called = true; }), std::bad_alloc);
+  EXPECT_FALSE(called);
+  EXPECT_EQ((*c)->poll(), POLLOUT | POLLWRNORM);
+  dispatcher->fail = false;
+  EXPECT_NE((*c)->write(kGetRandom32, false, [](Result<std::size_t>) {}), 0u);
 }
 
 }  // namespace

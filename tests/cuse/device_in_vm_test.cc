@@ -414,6 +414,59 @@ TEST_F(DeviceTest, MalformedWritesGetDocumentedErrno) {
   }
 }
 
+// A storage RSA-2048 primary: its prime search makes it slow (~0.1 s on swtpm), so a few queue for long.
+// `unique` makes every key different.
+Bytes rsa_create_primary(std::uint32_t unique) {
+  Bytes c = hex("80020000004700000131" "40000001" "00000009" "400000090000000000"  // header, owner, password
+                "000400000000"                                                  // inSensitive: empty
+                "001e" "0001000b000300720000" "000600800043" "0010" "0800" "00000000"  // RSA, AES-128-CFB
+                "0004" "00000000"                                               // unique (set below)
+                "0000" "00000000");                                             // outsideInfo, creationPCR
+  store_u32(c, 61, unique);
+  return c;
+}
+
+// A client blocked in write() behind a long queue can be killed: the kernel interrupts the request, the
+// daemon drops the queued command and answers EINTR, and the process is reaped while the commands queued
+// ahead of it are still running (without the interrupt it would sleep, unkillable, until its own ran).
+TEST_F(DeviceTest, KilledWriterBehindALongQueueIsReapedBeforeTheQueueDrains) {
+  std::vector<UniqueFd> queue;
+  for (std::uint32_t i = 0; i < 16; ++i) {
+    queue.push_back(open_dev(dev(), O_NONBLOCK));
+    ASSERT_TRUE(queue.back());
+    Bytes command = rsa_create_primary(0x5000 + i);
+    ASSERT_EQ(write_bytes(queue.back().get(), command), static_cast<ssize_t>(command.size()));
+  }
+  pid_t child = ::fork();
+  if (child == 0) {
+    UniqueFd fd = open_dev(dev());
+    Bytes command = rsa_create_primary(0x6000);
+    (void)::write(fd.get(), command.data(), command.size());  // blocks behind the queue until killed
+    ::_exit(0);
+  }
+  ASSERT_GT(child, 0);
+  // Killed once it sleeps in the write (its state in /proc turns to S with the request sent to the daemon).
+  std::this_thread::sleep_for(300ms);
+  ASSERT_EQ(::kill(child, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  // The order that matters: reaped while some of the 16 commands queued before it had not completed yet.
+  int pending = 0;
+  for (auto& fd : queue) {
+    pollfd p{fd.get(), POLLIN, 0};
+    if (::poll(&p, 1, 0) == 0) ++pending;
+  }
+  EXPECT_GT(pending, 0) << "the killed writer was held until the queue drained";
+  for (auto& fd : queue) {
+    pollfd p{fd.get(), POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 60000), 1);
+    Bytes r = read_all(fd.get());
+    EXPECT_EQ(rc_of(r), 0u) << to_hex(r);
+    if (r.size() >= 14) (void)transact(fd.get(), flush_context(load_u32(r, 10)));
+  }
+}
+
 TEST_F(DeviceTest, FourthObjectAndManyAliveAtOnce) {
   UniqueFd s = open_dev(dev());
   std::vector<std::uint32_t> handles;
