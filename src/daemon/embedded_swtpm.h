@@ -1,5 +1,5 @@
 // The swtpm tpmrmd starts and supervises when no --tpm is given: state and unix sockets in the state dir, the
-// TPM powered on and started by swtpm itself. At first start (no TPM state yet) it is provisioned the way a
+// TPM powered on and started by swtpm itself. At first start (no TPM state yet) it can be provisioned the way a
 // platform vendor would: swtpm_setup creates the EKs, their certificates and a platform certificate from a local
 // CA kept under the state dir, and locks those NV indices. swtpm runs as its own user (the --runas user when the
 // daemon drops privileges) with its seccomp profile enforcing, forked from a long-lived thread (see spawner.h).
@@ -22,8 +22,9 @@ struct EmbeddedSwtpmOptions {
   // restarted by the unprivileged daemon can still open them. Unset: as the daemon's own user.
   std::optional<uid_t> run_uid = std::nullopt;
   std::optional<gid_t> run_gid = std::nullopt;  // unset: the uid's number
-  // swtpm_setup at first start: EKs, EK and platform certificates, locked NV (see provision_args()).
-  bool provision = true;
+  // swtpm_setup at first start: EKs, EK and platform certificates, locked NV (see provision()). Off by
+  // default: under emulation (the QEMU guest) it takes over a minute.
+  bool provision = false;
   std::string setup_program = "swtpm_setup";
 };
 

@@ -42,6 +42,7 @@ struct Settings {
   std::string runas;
   std::string swtpm_user;  // empty: the --runas user (or the daemon's own user without --runas)
   std::string platform_auth = "random";
+  std::string provision = "none";
   bool foreground = false;
   std::string state_dir = "/var/lib/tpmrmd";
   std::string lock_dir = "/run/tpmrmd";
@@ -164,7 +165,8 @@ int run(const Settings& s) {
     swtpm.emplace(EmbeddedSwtpmOptions{.state_dir = s.state_dir,
                                        .program = s.swtpm,
                                        .run_uid = *swtpm_as ? std::optional((*swtpm_as)->uid) : std::nullopt,
-                                       .run_gid = *swtpm_as ? std::optional((*swtpm_as)->gid) : std::nullopt});
+                                       .run_gid = *swtpm_as ? std::optional((*swtpm_as)->gid) : std::nullopt,
+                                       .provision = s.provision == "ek-cert"});
     auto l = TpmLock::acquire(s.lock_dir, swtpm->identity());
     if (!l) {
       spdlog::critical("event=startup-failed error=\"{}\"", describe(l.error()));
@@ -259,6 +261,11 @@ int main(int argc, char** argv) {
                  "Embedded swtpm's platform auth: random (set at every start, kept in memory, as firmware does) or "
                  "empty (test rigs)")
       ->check(CLI::IsMember({"random", "empty"}))
+      ->capture_default_str();
+  app.add_option("--provision", s.provision,
+                 "Embedded swtpm at first start (empty state): ek-cert (swtpm_setup: EKs, EK and platform "
+                 "certificates from a local CA in the state dir, NV locked) or none")
+      ->check(CLI::IsMember({"none", "ek-cert"}))
       ->capture_default_str();
   app.add_flag("--foreground,-f", s.foreground, "Stay in the foreground (systemd, tests)");
   app.add_option("--state-dir", s.state_dir, "Embedded swtpm state")->capture_default_str();

@@ -115,7 +115,7 @@ TEST(EmbeddedSwtpmTest, FirstStartProvisionsAnEkCertificateAndLaterStartsDoNot) 
   TempDir dir;
   const std::string state = dir.path() + "/state";
   {
-    EmbeddedSwtpm swtpm(EmbeddedSwtpmOptions{.state_dir = state});
+    EmbeddedSwtpm swtpm(EmbeddedSwtpmOptions{.state_dir = state, .provision = true});
     Supervisor supervisor(fast_options(), &swtpm);
     ASSERT_TRUE(supervisor.start().ok());
     auto pub = roundtrip(supervisor, nv_read_public(kEkCertRsa));
@@ -137,7 +137,7 @@ TEST(EmbeddedSwtpmTest, FirstStartProvisionsAnEkCertificateAndLaterStartsDoNot) 
   }
   ASSERT_TRUE(std::filesystem::exists(state + "/localca/issuercert.pem")) << "the local CA lives in the state dir";
   // A second start finds the TPM provisioned: a setup program that always fails is never run.
-  EmbeddedSwtpm again(EmbeddedSwtpmOptions{.state_dir = state, .setup_program = "false"});
+  EmbeddedSwtpm again(EmbeddedSwtpmOptions{.state_dir = state, .provision = true, .setup_program = "false"});
   EXPECT_TRUE(again.start().ok());
   again.stop();
 }
@@ -145,7 +145,7 @@ TEST(EmbeddedSwtpmTest, FirstStartProvisionsAnEkCertificateAndLaterStartsDoNot) 
 TEST(EmbeddedSwtpmTest, AFailedProvisioningFailsTheStartAndLeavesNoState) {
   TempDir dir;
   const std::string state = dir.path() + "/state";
-  EmbeddedSwtpm swtpm(EmbeddedSwtpmOptions{.state_dir = state, .setup_program = "false"});
+  EmbeddedSwtpm swtpm(EmbeddedSwtpmOptions{.state_dir = state, .provision = true, .setup_program = "false"});
   auto r = swtpm.start();
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("swtpm_setup"), std::string::npos) << describe(r.error());
