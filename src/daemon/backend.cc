@@ -8,7 +8,7 @@
 namespace tpmrmd::daemon {
 
 Result<std::shared_ptr<Backend>> Backend::start(std::unique_ptr<chip::Driver> driver, rm::RmOptions rm_options,
-                                                chip::ChipOptions chip_options) {
+                                                chip::ChipOptions chip_options, const Provision& provision) {
   std::shared_ptr<Backend> backend(new Backend);
   backend->description_ = driver->description();
   backend->identity_ = driver->identity();
@@ -17,6 +17,9 @@ Result<std::shared_ptr<Backend>> Backend::start(std::unique_ptr<chip::Driver> dr
   backend->chip_ = std::make_unique<chip::Chip>(std::move(driver), chip_options);
   auto started = backend->chip_->startup();
   if (!started) return started.error();
+  if (provision) {
+    if (auto r = provision(*backend->chip_); !r) return r.error();
+  }
   backend->port_ = std::make_unique<ChipPort>(*backend->chip_);
   backend->worker_ = std::make_unique<rm::WorkerDispatcher>(*backend->port_, rm_options);
   return backend;

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -30,9 +31,13 @@ namespace tpmrmd::daemon {
 
 class Backend final : public device::BackendGate, public std::enable_shared_from_this<Backend> {
  public:
-  // Starts the chip (probe, Startup if needed) and the RM worker.
+  // What runs on the started chip before the RM (and so any client) sees it: the platform's own set-up.
+  using Provision = std::function<Result<void>(chip::Chip&)>;
+
+  // Starts the chip (probe, Startup if needed), runs `provision` if given, then starts the RM worker. A
+  // failed provision fails the start: no client is served by a TPM left half set up.
   static Result<std::shared_ptr<Backend>> start(std::unique_ptr<chip::Driver> driver, rm::RmOptions rm_options,
-                                                chip::ChipOptions chip_options = {});
+                                                chip::ChipOptions chip_options = {}, const Provision& provision = {});
   // stop(kNone). The owner stops the backend before it lets go of it, so that the last reference, which may be
   // a connection's dropped on the worker thread, never has a thread to join.
   ~Backend() override;

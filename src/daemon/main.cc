@@ -1,6 +1,6 @@
 // tpmrmd: serves a /dev/tpmrm0-compatible CUSE device backed by the resource manager and one TPM.
+#include <fcntl.h>
 #include <grp.h>
-#include <pwd.h>
 #include <signal.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -20,8 +21,10 @@
 #include "cuse/cuse_device.h"
 #include "daemon/embedded_swtpm.h"
 #include "daemon/logging.h"
+#include "daemon/node_watchdog.h"
 #include "daemon/supervisor.h"
 #include "daemon/tpm_lock.h"
+#include "daemon/user_lookup.h"
 #include "rm/command_policy_file.h"
 
 namespace tpmrmd::daemon {
@@ -39,6 +42,9 @@ struct Settings {
   std::string owner;
   std::string group;
   std::string runas;
+  std::string swtpm_user;  // empty: the --runas user (or the daemon's own user without --runas)
+  std::string platform_auth = "random";
+  std::string provision = "none";
   bool foreground = false;
   std::string state_dir = "/var/lib/tpmrmd";
   std::string lock_dir = "/run/tpmrmd";
@@ -97,35 +103,13 @@ void plan_reserve(const Settings& s, rm::RmOptions& rm) {
   rm.reserve_session_slots = s.reserve_session_slots.value_or(shared);
 }
 
-Result<uid_t> lookup_user(const std::string& name, gid_t* primary_gid = nullptr) {
-  struct passwd* pw = ::getpwnam(name.c_str());
-  if (!pw) {
-    char* end = nullptr;
-    unsigned long n = std::strtoul(name.c_str(), &end, 10);
-    if (!name.empty() && end && *end == '\0') return static_cast<uid_t>(n);
-    return make_error(EINVAL, "unknown user '" + name + "'");
-  }
-  if (primary_gid) *primary_gid = pw->pw_gid;
-  return pw->pw_uid;
-}
-
-Result<gid_t> lookup_group(const std::string& name) {
-  struct group* gr = ::getgrnam(name.c_str());
-  if (!gr) {
-    char* end = nullptr;
-    unsigned long n = std::strtoul(name.c_str(), &end, 10);
-    if (!name.empty() && end && *end == '\0') return static_cast<gid_t>(n);
-    return make_error(EINVAL, "unknown group '" + name + "'");
-  }
-  return gr->gr_gid;
-}
-
 // Without --foreground: fork, and let the parent exit with 0 once the device is ready (or 1 with the error).
 class Backgrounder {
  public:
   Result<void> detach() {
     int fds[2];
-    if (::pipe(fds) != 0) return make_error(errno, "pipe");
+    // Close-on-exec: a helper the daemon starts must not keep the parent waiting after the daemon died.
+    if (::pipe2(fds, O_CLOEXEC) != 0) return make_error(errno, "pipe");
     pid_t pid = ::fork();
     if (pid < 0) return make_error(errno, "fork");
     if (pid > 0) {
@@ -184,30 +168,22 @@ Result<cuse::CuseDeviceOptions> device_options(const Settings& s) {
   return options;
 }
 
-struct RunAs {
-  uid_t uid;
-  gid_t gid;
-};
-
-Result<std::optional<RunAs>> runas(const Settings& s) {
-  if (s.runas.empty()) return std::optional<RunAs>{};
-  gid_t gid = 0;
-  auto u = lookup_user(s.runas, &gid);
-  if (!u) return u.error();
-  return std::optional<RunAs>(RunAs{*u, gid});
-}
+// How long CUSE may take from start to a usable node (libfuse's init, devtmpfs, chmod and chown).
+constexpr std::chrono::seconds kNodeLimit{30};
 
 int run(const Settings& s) {
   setup_logging(spdlog::level::from_str(s.log_level));
 
   auto device_opts = device_options(s);
   if (!device_opts) return spdlog::critical("{}", describe(device_opts.error())), kExitUsage;
-  auto user = runas(s);
+  auto user = runas_user(s.runas);
   if (!user) return spdlog::critical("{}", describe(user.error())), kExitUsage;
   const std::optional<RunAs> run_as = *user;
   auto policy = command_policy(s);
   if (!policy) return spdlog::critical("event=bad-policy error=\"{}\"", describe(policy.error())), kExitUsage;
   spdlog::info("event=command-policy {}", policy->describe());
+  auto swtpm_as = swtpm_user(s.swtpm_user, run_as);
+  if (!swtpm_as) return spdlog::critical("{}", describe(swtpm_as.error())), kExitUsage;
 
   if (auto env = cuse::CuseDevice::check_environment(s.name); !env) {
     spdlog::critical("event=startup-failed error=\"{}\"", describe(env.error()));
@@ -222,8 +198,11 @@ int run(const Settings& s) {
   std::optional<EmbeddedSwtpm> swtpm;
   std::optional<TpmLock> lock;
   if (s.tpm.empty()) {
-    swtpm.emplace(EmbeddedSwtpmOptions{s.state_dir, s.swtpm, run_as ? std::optional(run_as->uid) : std::nullopt,
-                                       run_as ? std::optional(run_as->gid) : std::nullopt});
+    swtpm.emplace(EmbeddedSwtpmOptions{.state_dir = s.state_dir,
+                                       .program = s.swtpm,
+                                       .run_uid = *swtpm_as ? std::optional((*swtpm_as)->uid) : std::nullopt,
+                                       .run_gid = *swtpm_as ? std::optional((*swtpm_as)->gid) : std::nullopt,
+                                       .provision = s.provision == "ek-cert"});
     auto l = TpmLock::acquire(s.lock_dir, swtpm->identity());
     if (!l) {
       spdlog::critical("event=startup-failed error=\"{}\"", describe(l.error()));
@@ -236,7 +215,11 @@ int run(const Settings& s) {
   rm_options.leftovers = leftover_policy(s);
   plan_reserve(s, rm_options);
   rm_options.policy = std::move(*policy);
-  Supervisor supervisor(SupervisorOptions{.tpm = s.tpm, .rm = rm_options, .duration_scale = s.duration_scale},
+  Supervisor supervisor(SupervisorOptions{.tpm = s.tpm,
+                                          .rm = rm_options,
+                                          .duration_scale = s.duration_scale,
+                                          .platform_auth = s.platform_auth == "empty" ? PlatformAuthMode::kEmpty
+                                                                                      : PlatformAuthMode::kRandom},
                         swtpm ? &*swtpm : nullptr);
   if (!lock) {
     supervisor.set_identity_check([&](const std::string& identity) -> Result<void> {
@@ -257,10 +240,21 @@ int run(const Settings& s) {
   cuse::CuseDevice device(*device_opts, [&supervisor, connection_options](const rm::ClientInfo& client) {
     return supervisor.open(client, connection_options);
   });
+  // The node is set up (and privileges dropped) from the device's own thread once CUSE is initialised; if that
+  // never happens the daemon must not go on serving, as root, a node nobody can reach.
+  NodeWatchdog watchdog(kNodeLimit, [&] {
+    spdlog::critical("event=startup-failed error=\"/dev/{} did not appear within {} s\"", s.name,
+                     kNodeLimit.count());
+    device.stop();
+  });
+  bool drop_failed = false;
   auto result = device.run([&] {
+    if (!watchdog.cancel()) return;  // too late: start-up has already failed
     if (run_as) {
-      if (::setgroups(0, nullptr) != 0 || ::setgid(run_as->gid) != 0 || ::setuid(run_as->uid) != 0) {
+      if (::setgroups(0, nullptr) != 0 || ::setgid(run_as->gid) != 0 || ::setuid(run_as->uid) != 0 ||
+          ::getuid() != run_as->uid || ::geteuid() != run_as->uid || ::getegid() != run_as->gid) {
         spdlog::critical("event=runas-failed user={} error=\"{}\"", s.runas, std::strerror(errno));
+        drop_failed = true;
         device.stop();
         return;
       }
@@ -269,9 +263,11 @@ int run(const Settings& s) {
     spdlog::info("event=ready device=/dev/{} pid={}", s.name, ::getpid());
     background.report(true);
   });
+  const bool node_missing = watchdog.finish();
   spdlog::info("event=stopping device=/dev/{}", s.name);
   supervisor.shutdown(s.shutdown);
   background.report(false);
+  if (drop_failed || node_missing) return kExitRuntime;
   if (!result) {
     spdlog::critical("event=cuse-failed error=\"{}\"", describe(result.error()));
     return kExitRuntime;
@@ -294,7 +290,21 @@ int main(int argc, char** argv) {
   app.add_option("--mode", s.mode, "Node permissions (octal, at most 07777)")->check(tpmrmd::daemon::octal_mode())->capture_default_str();
   app.add_option("--owner", s.owner, "Node owner (user name or uid)");
   app.add_option("--group", s.group, "Node group (group name or gid), e.g. tss");
-  app.add_option("--runas", s.runas, "Drop privileges to this user once the device exists and the TPM is open");
+  app.add_option("--runas", s.runas,
+                 "Drop privileges to this user (name or uid; a uid without passwd entry gets the same number as "
+                 "gid) once the device exists and the TPM is open");
+  app.add_option("--swtpm-user", s.swtpm_user,
+                 "User the embedded swtpm runs as (default: the --runas user; must be it when --runas is given)");
+  app.add_option("--platform-auth", s.platform_auth,
+                 "Embedded swtpm's platform auth: random (set at every start, kept in memory, as firmware does) or "
+                 "empty (test rigs)")
+      ->check(CLI::IsMember({"random", "empty"}))
+      ->capture_default_str();
+  app.add_option("--provision", s.provision,
+                 "Embedded swtpm at first start (empty state): ek-cert (swtpm_setup: EKs, EK and platform "
+                 "certificates from a local CA in the state dir, NV locked) or none")
+      ->check(CLI::IsMember({"none", "ek-cert"}))
+      ->capture_default_str();
   app.add_flag("--foreground,-f", s.foreground, "Stay in the foreground (systemd, tests)");
   app.add_option("--state-dir", s.state_dir, "Embedded swtpm state")->capture_default_str();
   app.add_option("--lock-dir", s.lock_dir, "Where the one-daemon-per-TPM locks live")->capture_default_str();

@@ -13,6 +13,11 @@ Supervisor::Supervisor(SupervisorOptions options, EmbeddedSwtpm* swtpm) : option
 Supervisor::~Supervisor() { shutdown(chip::ShutdownMode::kNone); }
 
 Result<void> Supervisor::start() {
+  if (swtpm_ && options_.platform_auth == PlatformAuthMode::kRandom && !platform_auth_) {
+    auto secret = PlatformAuth::random();
+    if (!secret) return secret.error();
+    platform_auth_.emplace(*secret);
+  }
   Result<void> registered = register_backend();
   for (int attempt = 2; !registered && registered.error().code != EBUSY && attempt <= options_.first_attempts;
        ++attempt) {
@@ -39,7 +44,11 @@ Result<void> Supervisor::register_backend() {
   // A freshly started emulator on a loaded (or emulated) machine can answer its first commands far later than
   // hardware deadlines allow; it is a local process, not a bus device, so its deadlines are relaxed.
   chip_options.duration_scale = options_.duration_scale > 0 ? options_.duration_scale : (swtpm_ ? 10.0 : 1.0);
-  auto backend = Backend::start(std::move(*driver), options_.rm, chip_options);
+  // Only the embedded swtpm is ours to set up as its platform: an external TPM's platform auth belongs to its
+  // firmware (or whoever runs that swtpm), and a second secret would lock them out of their own platform.
+  Backend::Provision provision;
+  if (swtpm_ && platform_auth_) provision = [this](chip::Chip& chip) { return platform_auth_->apply(chip); };
+  auto backend = Backend::start(std::move(*driver), options_.rm, chip_options, provision);
   if (!backend) return backend.error();
   std::lock_guard lock(mutex_);
   current_ = Current{std::move(*backend), ++generations_};

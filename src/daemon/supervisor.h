@@ -13,17 +13,25 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
 #include "chip/chip.h"
 #include "daemon/backend.h"
 #include "daemon/embedded_swtpm.h"
+#include "daemon/platform_auth.h"
 #include "device/connection.h"
 #include "rm/rm_options.h"
 #include "util/result.h"
 
 namespace tpmrmd::daemon {
+
+// The embedded swtpm's platform authorization (see platform_auth.h); external backends are never touched.
+enum class PlatformAuthMode {
+  kRandom,  // a random secret set for every generation before clients are served, as firmware does
+  kEmpty,   // left empty: test rigs that act as the platform (tpm2_clear -c p)
+};
 
 struct SupervisorOptions {
   std::string tpm;  // backend spec; unused when an embedded swtpm is given
@@ -35,6 +43,7 @@ struct SupervisorOptions {
   std::chrono::milliseconds first_retry{1000};
   std::chrono::milliseconds poll_interval{200};   // how often the backend's state is looked at
   std::chrono::milliseconds retry_interval{2000};  // between failed re-registrations
+  PlatformAuthMode platform_auth = PlatformAuthMode::kRandom;
 };
 
 class Supervisor {
@@ -76,6 +85,7 @@ class Supervisor {
   const SupervisorOptions options_;
   EmbeddedSwtpm* const swtpm_;
   std::function<Result<void>(const std::string&)> identity_check_;
+  std::optional<PlatformAuth> platform_auth_;  // the embedded swtpm's, made by start(); in memory only
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   Current current_;

@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "daemon/canonical_path.h"
+
 namespace tpmrmd::daemon {
 
 std::string lock_file_name(const std::string& identity) {
@@ -25,9 +27,20 @@ Result<TpmLock> TpmLock::acquire(const std::string& lock_dir, const std::string&
   if (::mkdir(lock_dir.c_str(), 0755) != 0 && errno != EEXIST) {
     return make_error(errno, "cannot create lock dir " + lock_dir + ": " + std::strerror(errno));
   }
-  std::string path = lock_dir + "/" + lock_file_name(identity);
-  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-  if (!fd) return make_error(errno, "cannot open lock file " + path + ": " + std::strerror(errno));
+  // One TPM, one lock file, however the lock dir or the TPM's endpoint was spelled.
+  const std::string key = canonical_identity(identity);
+  std::string path = canonical_path(lock_dir) + "/" + lock_file_name(key);
+  // A symlink planted in a shared lock dir must not make a root daemon truncate and write a file elsewhere.
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK, 0644));
+  if (!fd) {
+    const int err = errno;
+    if (err == ELOOP) return make_error(err, "refusing lock file " + path + ": it is a symbolic link");
+    return make_error(err, "cannot open lock file " + path + ": " + std::strerror(err));
+  }
+  struct stat st{};
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    return make_error(EINVAL, "refusing lock file " + path + ": not a regular file");
+  }
   if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
     int err = errno;
     if (err != EWOULDBLOCK) return make_error(err, "cannot lock " + path + ": " + std::strerror(err));
@@ -35,7 +48,7 @@ Result<TpmLock> TpmLock::acquire(const std::string& lock_dir, const std::string&
     ssize_t n = ::pread(fd.get(), buf, sizeof(buf) - 1, 0);
     std::string holder = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "unknown";
     while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
-    return make_error(EBUSY, "TPM " + identity + " is already served by another tpmrmd (pid " + holder +
+    return make_error(EBUSY, "TPM " + key + " is already served by another tpmrmd (pid " + holder +
                                  ", lock " + path + ")");
   }
   std::string pid = std::to_string(::getpid()) + "\n";

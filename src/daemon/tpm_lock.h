@@ -12,7 +12,9 @@ namespace tpmrmd::daemon {
 
 class TpmLock {
  public:
-  // EBUSY naming the holder's pid when another process holds the lock.
+  // EBUSY naming the holder's pid when another process holds the lock. The file name is made from the
+  // canonical identity (canonical_identity()) in the canonical lock dir; the file is opened without following
+  // a symlink (ELOOP) and must be a regular file (EINVAL).
   static Result<TpmLock> acquire(const std::string& lock_dir, const std::string& identity);
 
   const std::string& path() const { return path_; }

@@ -3,7 +3,9 @@
 
 #include <tss2/tss2_mu.h>
 
+#include <algorithm>
 #include <array>
+#include <cstring>
 
 #include "tpm/header.h"
 
@@ -77,6 +79,33 @@ Bytes make_context_load(ByteSpan context) { return build_command(TPM2_CC_Context
 // FlushContext takes its handle as a parameter, not in the handle area; the bytes are the same.
 Bytes make_flush_context(TPM2_HANDLE handle) {
   return build_command(TPM2_CC_FlushContext, {}, {}, u32_parameter(handle));
+}
+
+Bytes make_hierarchy_change_auth(TPM2_HANDLE hierarchy, ByteSpan password, ByteSpan new_auth) {
+  // build_command's authorization entries carry an empty hmac; a password session puts the password there.
+  TPMS_AUTH_COMMAND auth{};
+  auth.sessionHandle = TPM2_RH_PW;
+  auth.sessionAttributes = TPMA_SESSION_CONTINUESESSION;
+  auth.hmac.size = static_cast<UINT16>(std::min(password.size(), sizeof(auth.hmac.buffer)));
+  std::copy_n(password.begin(), auth.hmac.size, auth.hmac.buffer);
+  Bytes area;
+  append_marshalled(area, auth, Tss2_MU_TPMS_AUTH_COMMAND_Marshal);
+  TPM2B_AUTH fresh{};
+  fresh.size = static_cast<UINT16>(std::min(new_auth.size(), sizeof(fresh.buffer)));
+  std::copy_n(new_auth.begin(), fresh.size, fresh.buffer);
+
+  Bytes out(kHeaderSize);
+  append_marshalled(out, hierarchy, Tss2_MU_TPM2_HANDLE_Marshal);
+  append_marshalled(out, static_cast<std::uint32_t>(area.size()), Tss2_MU_UINT32_Marshal);
+  out.insert(out.end(), area.begin(), area.end());
+  append_marshalled(out, fresh, Tss2_MU_TPM2B_AUTH_Marshal);
+  write_command_header(
+      CommandHeader{TPM2_ST_SESSIONS, static_cast<std::uint32_t>(out.size()), TPM2_CC_HierarchyChangeAuth}, out);
+  // The secrets are in the command now; no copies linger in these locals.
+  explicit_bzero(&auth, sizeof(auth));
+  explicit_bzero(&fresh, sizeof(fresh));
+  explicit_bzero(area.data(), area.size());
+  return out;
 }
 
 Bytes make_response(TPM2_RC rc, ByteSpan body) {

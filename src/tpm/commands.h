@@ -46,6 +46,9 @@ Bytes make_shutdown(TPM2_SU shutdown_type);
 Bytes make_context_save(TPM2_HANDLE handle);
 Bytes make_context_load(ByteSpan context);
 Bytes make_flush_context(TPM2_HANDLE handle);
+// HierarchyChangeAuth(`hierarchy`) authorized by a password session with `password` (empty: the hierarchy's
+// auth is still the empty one), setting `new_auth` (at most 64 bytes, a TPM2B_AUTH).
+Bytes make_hierarchy_change_auth(TPM2_HANDLE hierarchy, ByteSpan password, ByteSpan new_auth);
 
 // A response with tag TPM2_ST_NO_SESSIONS: header carrying `rc`, then `body`.
 Bytes make_response(TPM2_RC rc, ByteSpan body);

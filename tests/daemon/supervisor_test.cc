@@ -231,7 +231,7 @@ TEST(SupervisorEmbeddedTest, RestartsADeadEmbeddedSwtpm) {
   ASSERT_NE(::mkdtemp(dir_template.data()), nullptr);
   const std::string dir = dir_template;
   {
-    EmbeddedSwtpm swtpm(EmbeddedSwtpmOptions{dir + "/state", "swtpm", std::nullopt, std::nullopt});
+    EmbeddedSwtpm swtpm(EmbeddedSwtpmOptions{.state_dir = dir + "/state", .provision = false});
     SupervisorOptions options = fast_options({});
     Supervisor supervisor(options, &swtpm);
     ASSERT_TRUE(supervisor.start().ok());
