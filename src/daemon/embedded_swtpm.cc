@@ -17,6 +17,7 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "daemon/canonical_path.h"
@@ -130,16 +131,18 @@ Result<void> EmbeddedSwtpm::provision() {
   const std::string ca_conf = ca + "/swtpm-localca.conf";
   const std::string ca_options = ca + "/swtpm-localca.options";
   const std::string log = options_.state_dir + "/swtpm_setup.log";
-  for (auto r : {write_file(setup_conf, "create_certs_tool = swtpm_localca\n"
-                                        "create_certs_tool_config = " + ca_conf + "\n"
-                                        "create_certs_tool_options = " + ca_options + "\n"),
-                 write_file(ca_conf, "statedir = " + ca + "\n"
-                                     "signingkey = " + ca + "/signkey.pem\n"
-                                     "issuercert = " + ca + "/issuercert.pem\n"
-                                     "certserial = " + ca + "/certserial\n"),
-                 write_file(ca_options, "--platform-manufacturer tpmrmd\n--platform-version 2.1\n"
-                                        "--platform-model swtpm\n")}) {
-    if (!r) return r;
+  const std::pair<std::string, std::string> files[] = {
+      {setup_conf, "create_certs_tool = swtpm_localca\n"
+                   "create_certs_tool_config = " + ca_conf + "\n"
+                   "create_certs_tool_options = " + ca_options + "\n"},
+      {ca_conf, "statedir = " + ca + "\n"
+                "signingkey = " + ca + "/signkey.pem\n"
+                "issuercert = " + ca + "/issuercert.pem\n"
+                "certserial = " + ca + "/certserial\n"},
+      {ca_options, "--platform-manufacturer tpmrmd\n--platform-version 2.1\n--platform-model swtpm\n"},
+  };
+  for (const auto& [path, text] : files) {
+    if (auto r = write_file(path, text); !r) return r;
   }
   ::unlink(log.c_str());
   if (auto r = prepare_state_dir(); !r) return r;
