@@ -39,6 +39,9 @@ class ConnectionUnitTest : public ::testing::Test {
     ASSERT_TRUE(c.ok());
     c_ = *c;
   }
+  // A completion a test left queued holds its connection, which holds the dispatcher: drop them, as a real
+  // dispatcher's stop() answers them.
+  void TearDown() override { dispatcher_->queue.clear(); }
   std::shared_ptr<ManualDispatcher> dispatcher_ = std::make_shared<ManualDispatcher>();
   std::shared_ptr<Connection> c_;
 };
