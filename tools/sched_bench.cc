@@ -8,7 +8,6 @@
 // command runs).
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
-#include <tss2/tss2_mu.h>
 
 #include <algorithm>
 #include <atomic>
@@ -37,35 +36,6 @@ using Millis = std::chrono::duration<double, std::milli>;
 
 constexpr uid_t kVictim = 2000;
 constexpr uid_t kAttacker = 1000;
-
-// An RSA-2048 restricted decryption key (a storage primary, as tpm2_createprimary makes by default):
-// generating its primes is what makes the command slow. `unique` varies the key so nothing can be cached.
-Bytes create_rsa_primary(std::uint32_t unique) {
-  Bytes p;
-  TPM2B_SENSITIVE_CREATE sensitive{};
-  tpm::append_marshalled(p, sensitive, Tss2_MU_TPM2B_SENSITIVE_CREATE_Marshal);
-  TPM2B_PUBLIC pub{};
-  pub.publicArea.type = TPM2_ALG_RSA;
-  pub.publicArea.nameAlg = TPM2_ALG_SHA256;
-  pub.publicArea.objectAttributes = TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT | TPMA_OBJECT_FIXEDTPM |
-                                    TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
-                                    TPMA_OBJECT_USERWITHAUTH;
-  auto& rsa = pub.publicArea.parameters.rsaDetail;
-  rsa.symmetric.algorithm = TPM2_ALG_AES;
-  rsa.symmetric.keyBits.aes = 128;
-  rsa.symmetric.mode.aes = TPM2_ALG_CFB;
-  rsa.scheme.scheme = TPM2_ALG_NULL;
-  rsa.keyBits = 2048;
-  rsa.exponent = 0;
-  pub.publicArea.unique.rsa.size = sizeof(unique);
-  std::copy_n(reinterpret_cast<const std::uint8_t*>(&unique), sizeof(unique), pub.publicArea.unique.rsa.buffer);
-  tpm::append_marshalled(p, pub, Tss2_MU_TPM2B_PUBLIC_Marshal);
-  TPM2B_DATA outside{};
-  tpm::append_marshalled(p, outside, Tss2_MU_TPM2B_DATA_Marshal);
-  TPML_PCR_SELECTION pcrs{};
-  tpm::append_marshalled(p, pcrs, Tss2_MU_TPML_PCR_SELECTION_Marshal);
-  return testing::build_command(TPM2_CC_CreatePrimary, {TPM2_RH_OWNER}, {testing::Auth{}}, p);
-}
 
 bool ok(const Result<Bytes>& r, const char* what) {
   if (!r) {
@@ -202,7 +172,7 @@ int main(int argc, char** argv) {
         }
         while (!stop.load()) {
           const auto start = Clock::now();
-          auto r = dispatcher.execute(*c, create_rsa_primary(unique++));
+          auto r = dispatcher.execute(*c, testing::create_rsa_primary(unique++));
           if (!ok(r, "attacker CreatePrimary")) {
             ++failures;
             break;

@@ -10,36 +10,6 @@
 namespace tpmrmd::testing {
 namespace {
 
-// An RSA-2048 primary storage key: key generation takes long enough on swtpm to hit a tiny deadline.
-Bytes create_primary_rsa() {
-  Bytes p;
-  auto put = [&p](auto& value, auto marshal) {
-    std::uint8_t buf[1024];
-    size_t offset = 0;
-    ASSERT_EQ(marshal(&value, buf, sizeof buf, &offset), TSS2_RC_SUCCESS);
-    p.insert(p.end(), buf, buf + offset);
-  };
-  TPM2B_SENSITIVE_CREATE sensitive{};
-  put(sensitive, Tss2_MU_TPM2B_SENSITIVE_CREATE_Marshal);
-  TPM2B_PUBLIC pub{};
-  pub.publicArea.type = TPM2_ALG_RSA;
-  pub.publicArea.nameAlg = TPM2_ALG_SHA256;
-  pub.publicArea.objectAttributes = TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT | TPMA_OBJECT_FIXEDTPM |
-                                    TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
-                                    TPMA_OBJECT_USERWITHAUTH;
-  pub.publicArea.parameters.rsaDetail.symmetric.algorithm = TPM2_ALG_AES;
-  pub.publicArea.parameters.rsaDetail.symmetric.keyBits.aes = 128;
-  pub.publicArea.parameters.rsaDetail.symmetric.mode.aes = TPM2_ALG_CFB;
-  pub.publicArea.parameters.rsaDetail.scheme.scheme = TPM2_ALG_NULL;
-  pub.publicArea.parameters.rsaDetail.keyBits = 2048;
-  put(pub, Tss2_MU_TPM2B_PUBLIC_Marshal);
-  TPM2B_DATA outside{};
-  put(outside, Tss2_MU_TPM2B_DATA_Marshal);
-  TPML_PCR_SELECTION pcrs{};
-  put(pcrs, Tss2_MU_TPML_PCR_SELECTION_Marshal);
-  return build_command(TPM2_CC_CreatePrimary, {TPM2_RH_OWNER}, {Auth{}}, p);
-}
-
 std::size_t transient_count(chip::Chip& chip) {
   auto r = chip.transmit(get_capability(TPM2_CAP_HANDLES, 0x80000000, 64));
   EXPECT_TRUE(r.ok());
@@ -231,7 +201,7 @@ TEST_F(SwtpmTest, DeadlineCancelsTheCommandAndTheChipStaysUsable) {
   ASSERT_TRUE(chip.startup().ok());
   auto before = chip.counters();
   chip.set_duration_scale(1e-9);  // every deadline becomes 1 ms
-  auto r = chip.transmit(create_primary_rsa());
+  auto r = chip.transmit(create_rsa_primary());
   chip.set_duration_scale(1.0);
   ASSERT_FALSE(r.ok()) << "RSA-2048 key generation finished within 1 ms";
   EXPECT_EQ(r.error().code, ETIME);

@@ -22,11 +22,13 @@
 #include "support/tpm_commands.h"
 #include "tpm/commands.h"
 #include "tpm/responses.h"
+#include "support/eventually.h"
 
 namespace tpmrmd::daemon {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::eventually;
 
 constexpr TPM2_HANDLE kEkCertRsa = 0x01c00002;
 constexpr uid_t kNobody = 65534;
@@ -56,16 +58,6 @@ SupervisorOptions fast_options() {
   options.poll_interval = 20ms;
   options.retry_interval = 50ms;
   return options;
-}
-
-template <typename Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit = 30s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
 }
 
 // One command through a connection of the supervisor's current generation; the response, or an empty one.

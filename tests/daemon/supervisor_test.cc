@@ -14,11 +14,13 @@
 #include "chip/drivers/swtpm_control.h"
 #include "support/swtpm_process.h"
 #include "support/tpm_commands.h"
+#include "support/eventually.h"
 
 namespace tpmrmd::daemon {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::eventually;
 
 const Bytes kGetRandom32 = from_hex("80010000000c0000017b0020");
 const rm::ClientInfo kClient{1000, 1000, 42};
@@ -58,16 +60,6 @@ void expect_serves(device::Connection& c) {
   auto r = read(c);
   ASSERT_TRUE(r.ok()) << describe(r.error());
   EXPECT_EQ(r->size(), 44u);
-}
-
-template <typename Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit = 30s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
 }
 
 class SupervisorTest : public ::testing::Test {

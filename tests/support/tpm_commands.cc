@@ -27,10 +27,24 @@ Bytes get_random(std::uint16_t bytes, const std::vector<Auth>& auths) {
   return build_command(TPM2_CC_GetRandom, {}, auths, p);
 }
 
-Bytes create_primary(TPM2_HANDLE hierarchy, std::uint8_t unique) {
+namespace {
+
+// CreatePrimary of `pub` under `hierarchy`: empty sensitive data, no outside info, no PCRs.
+Bytes create_primary_of(TPM2_HANDLE hierarchy, const TPM2B_PUBLIC& pub) {
   Bytes p;
   TPM2B_SENSITIVE_CREATE sensitive{};
   tpm::append_marshalled(p, sensitive, Tss2_MU_TPM2B_SENSITIVE_CREATE_Marshal);
+  tpm::append_marshalled(p, pub, Tss2_MU_TPM2B_PUBLIC_Marshal);
+  TPM2B_DATA outside{};
+  tpm::append_marshalled(p, outside, Tss2_MU_TPM2B_DATA_Marshal);
+  TPML_PCR_SELECTION pcrs{};
+  tpm::append_marshalled(p, pcrs, Tss2_MU_TPML_PCR_SELECTION_Marshal);
+  return build_command(TPM2_CC_CreatePrimary, {hierarchy}, {Auth{}}, p);
+}
+
+}  // namespace
+
+Bytes create_primary(TPM2_HANDLE hierarchy, std::uint8_t unique) {
   TPM2B_PUBLIC pub{};
   pub.publicArea.type = TPM2_ALG_ECC;
   pub.publicArea.nameAlg = TPM2_ALG_SHA256;
@@ -43,12 +57,27 @@ Bytes create_primary(TPM2_HANDLE hierarchy, std::uint8_t unique) {
   pub.publicArea.parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
   pub.publicArea.unique.ecc.x.size = 1;
   pub.publicArea.unique.ecc.x.buffer[0] = unique;
-  tpm::append_marshalled(p, pub, Tss2_MU_TPM2B_PUBLIC_Marshal);
-  TPM2B_DATA outside{};
-  tpm::append_marshalled(p, outside, Tss2_MU_TPM2B_DATA_Marshal);
-  TPML_PCR_SELECTION pcrs{};
-  tpm::append_marshalled(p, pcrs, Tss2_MU_TPML_PCR_SELECTION_Marshal);
-  return build_command(TPM2_CC_CreatePrimary, {hierarchy}, {Auth{}}, p);
+  return create_primary_of(hierarchy, pub);
+}
+
+Bytes create_rsa_primary(std::optional<std::uint32_t> unique) {
+  TPM2B_PUBLIC pub{};
+  pub.publicArea.type = TPM2_ALG_RSA;
+  pub.publicArea.nameAlg = TPM2_ALG_SHA256;
+  pub.publicArea.objectAttributes = TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT | TPMA_OBJECT_FIXEDTPM |
+                                    TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
+                                    TPMA_OBJECT_USERWITHAUTH;
+  auto& rsa = pub.publicArea.parameters.rsaDetail;
+  rsa.symmetric.algorithm = TPM2_ALG_AES;
+  rsa.symmetric.keyBits.aes = 128;
+  rsa.symmetric.mode.aes = TPM2_ALG_CFB;
+  rsa.scheme.scheme = TPM2_ALG_NULL;
+  rsa.keyBits = 2048;
+  if (unique) {
+    pub.publicArea.unique.rsa.size = sizeof(*unique);
+    std::memcpy(pub.publicArea.unique.rsa.buffer, &*unique, sizeof(*unique));
+  }
+  return create_primary_of(TPM2_RH_OWNER, pub);
 }
 
 Bytes read_public(TPM2_HANDLE handle) { return build_command(TPM2_CC_ReadPublic, {handle}, {}, {}); }

@@ -24,6 +24,9 @@ Bytes get_random(std::uint16_t bytes, const std::vector<Auth>& auths = {});
 // Primary ECC P-256 signing key (fast to create on swtpm) in `hierarchy`, password auth; `unique` makes keys
 // differ.
 Bytes create_primary(TPM2_HANDLE hierarchy = TPM2_RH_OWNER, std::uint8_t unique = 0);
+// An RSA-2048 storage primary under the owner hierarchy (what tpm2_createprimary makes by default): slow, its
+// primes are generated. `unique`, if given, varies the key so that no TPM can answer from a cache.
+Bytes create_rsa_primary(std::optional<std::uint32_t> unique = std::nullopt);
 Bytes read_public(TPM2_HANDLE handle);
 // Unbound, unsalted session, SHA-256, no symmetric algorithm.
 Bytes start_auth_session(TPM2_SE type, TPM2_HANDLE tpm_key = TPM2_RH_NULL, TPM2_HANDLE bind = TPM2_RH_NULL);
