@@ -21,6 +21,7 @@
 #include "chip/chip.h"
 #include "chip/driver_factory.h"
 #include "daemon/chip_port.h"
+#include "latency_stats.h"
 #include "rm/worker_dispatcher.h"
 #include "support/swtpm_process.h"
 #include "support/tpm_commands.h"
@@ -77,22 +78,8 @@ class TimingPort final : public rm::TpmPort {
   std::vector<double> create_ms_;
 };
 
-struct Stats {
-  double p50 = 0, p99 = 0, max = 0, mean = 0;
-};
-
-Stats stats(std::vector<double> v) {
-  Stats s;
-  if (v.empty()) return s;
-  std::sort(v.begin(), v.end());
-  auto at = [&](double q) { return v[std::min(v.size() - 1, static_cast<std::size_t>(q * double(v.size())))]; };
-  s.p50 = at(0.50);
-  s.p99 = at(0.99);
-  s.max = v.back();
-  for (double x : v) s.mean += x;
-  s.mean /= double(v.size());
-  return s;
-}
+using Stats = bench::LatencyStats;
+Stats stats(std::vector<double> v) { return bench::latency_stats(std::move(v)); }
 
 // `samples` ReadPublics of one key on the victim's connection, `pause` apart (zero: back to back), each one's
 // latency in ms.

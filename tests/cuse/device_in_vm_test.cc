@@ -3,6 +3,7 @@
 //
 // Usage (in the guest): cuse_device_in_vm_test TPMRMD_BINARY [gtest flags]
 #include <fcntl.h>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
@@ -95,10 +96,10 @@ class Daemon {
   ~Daemon() {
     if (pid_ > 0) stop();
   }
-  bool wait_ready() {
+  bool wait_ready(mode_t mode = 0660) {
     return wait_for([&] {
       struct stat st{};
-      return ::stat(path().c_str(), &st) == 0 && S_ISCHR(st.st_mode) && (st.st_mode & 0777) == 0660;
+      return ::stat(path().c_str(), &st) == 0 && S_ISCHR(st.st_mode) && (st.st_mode & 0777) == mode;
     }, 30s);
   }
   // SIGTERM; returns the exit status.
@@ -663,6 +664,118 @@ TEST(LateFdTest, BackendDeathGivesEnodevAndDaemonRecovers) {
   EXPECT_EQ(::close(idle.release()), 0);
   EXPECT_EQ(::close(stored.release()), 0);
   EXPECT_EQ(::close(async.release()), 0);
+  int status = d.stop();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+// ---- Sharing: one uid exhausting its caps leaves another uid served. ----
+
+// TPM2_StartAuthSession: an unbound, unsalted HMAC session (SHA-256, no symmetric algorithm).
+const Bytes kStartHmacSession = hex("80010000002b00000176" "40000007" "40000007"
+                                    "0010" "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a" "0000" "00" "0010" "000b");
+constexpr std::uint32_t kRmObjectMemory = 0x000B0902;
+constexpr std::uint32_t kRmSessionMemory = 0x000B0903;
+
+// What a client process found, told to the test through a pipe (a forked child's EXPECTs would be lost).
+struct Exhaustion {
+  int connections = 0;      // opens that succeeded
+  int open_errno = 0;       // errno of the first open that failed
+  int sessions = 0;         // StartAuthSessions that succeeded over all connections
+  std::uint32_t session_refusal = 0;
+  int objects = 0;          // CreatePrimarys that succeeded over all connections
+  std::uint32_t object_refusal = 0;
+};
+
+// In a child running as `uid`: opens up to `opens` connections, then starts sessions and creates objects round
+// robin over them until the RM refuses (or `tries` each), reports on `out` and holds everything until the
+// test closes the write end of `hold` (the child's inherited copy closed first, or it would wait on itself).
+[[noreturn]] void exhaust_as(uid_t uid, const std::string& node, int opens, int tries, int out, const int hold[2]) {
+  ::close(hold[1]);
+  if (::setgroups(0, nullptr) != 0 || ::setgid(uid) != 0 || ::setuid(uid) != 0) ::_exit(3);
+  Exhaustion e;
+  std::vector<UniqueFd> fds;
+  for (int i = 0; i < opens; ++i) {
+    UniqueFd fd = open_dev(node);
+    if (!fd) {
+      e.open_errno = errno;
+      break;
+    }
+    fds.push_back(std::move(fd));
+  }
+  e.connections = static_cast<int>(fds.size());
+  for (int i = 0; !fds.empty() && i < tries && !e.session_refusal; ++i) {
+    Bytes r = transact(fds[i % fds.size()].get(), kStartHmacSession);
+    rc_of(r) == 0 ? ++e.sessions : (e.session_refusal = rc_of(r), 0);
+  }
+  for (int i = 0; !fds.empty() && i < tries && !e.object_refusal; ++i) {
+    Bytes r = transact(fds[i % fds.size()].get(), kCreatePrimary);
+    rc_of(r) == 0 ? ++e.objects : (e.object_refusal = rc_of(r), 0);
+  }
+  if (::write(out, &e, sizeof e) != sizeof e) ::_exit(4);
+  char byte;
+  (void)::read(hold[0], &byte, 1);
+  ::_exit(0);
+}
+
+struct Client {
+  pid_t pid = -1;
+  Exhaustion found;
+};
+
+Client start_exhausting(uid_t uid, const std::string& node, int opens, int tries, const int hold[2]) {
+  int report[2];
+  EXPECT_EQ(::pipe(report), 0);
+  Client c;
+  c.pid = ::fork();
+  if (c.pid == 0) exhaust_as(uid, node, opens, tries, report[1], hold);
+  ::close(report[1]);
+  EXPECT_EQ(::read(report[0], &c.found, sizeof c.found), static_cast<ssize_t>(sizeof c.found)) << "client failed";
+  ::close(report[0]);
+  return c;
+}
+
+// The per-uid caps over the real node, with the defaults that matter for sessions: uid 1000 takes every
+// connection, session and object it may, and uid 1001, arriving after, still gets a connection, a session and
+// an object. Without the per-uid caps the first uid would have had every session slot of the TPM (64).
+TEST(SharingTest, OneUidAtEveryCapLeavesAnotherServed) {
+  Daemon d("tpmrmshare0", {"--mode", "0666", "--max-connections", "16", "--max-connections-per-uid", "4",
+                           "--max-objects-per-uid", "6"});
+  ASSERT_TRUE(d.wait_ready(0666));
+  int hold[2];
+  ASSERT_EQ(::pipe(hold), 0);
+  Client greedy = start_exhausting(1000, d.path(), 8, 100, hold);
+  EXPECT_EQ(greedy.found.connections, 4);
+  EXPECT_EQ(greedy.found.open_errno, EMFILE);
+  EXPECT_EQ(greedy.found.sessions, 32) << "half of the TPM's 64 active sessions";
+  EXPECT_EQ(greedy.found.session_refusal, kRmSessionMemory);
+  EXPECT_EQ(greedy.found.objects, 6);
+  EXPECT_EQ(greedy.found.object_refusal, kRmObjectMemory);
+
+  Client other = start_exhausting(1001, d.path(), 1, 2, hold);
+  EXPECT_EQ(other.found.connections, 1);
+  EXPECT_EQ(other.found.sessions, 2);
+  EXPECT_EQ(other.found.objects, 2);
+  EXPECT_EQ(other.found.session_refusal, 0u);
+  EXPECT_EQ(other.found.object_refusal, 0u);
+
+  ::close(hold[1]);
+  for (pid_t pid : {greedy.pid, other.pid}) {
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "client status " << status;
+  }
+  ::close(hold[0]);
+  // Closing gave everything back: the first uid is served again (its new client does not wait on `hold`).
+  int done[2];
+  ASSERT_EQ(::pipe(done), 0);
+  ::close(done[1]);
+  done[1] = -1;
+  Client again = start_exhausting(1000, d.path(), 1, 1, done);
+  ::close(done[0]);
+  EXPECT_EQ(again.found.connections, 1);
+  EXPECT_EQ(again.found.sessions, 1);
+  EXPECT_EQ(again.found.objects, 1);
+  ASSERT_EQ(::waitpid(again.pid, nullptr, 0), again.pid);
   int status = d.stop();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
