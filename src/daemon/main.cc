@@ -175,15 +175,15 @@ int run(const Settings& s) {
   setup_logging(spdlog::level::from_str(s.log_level));
 
   auto device_opts = device_options(s);
-  if (!device_opts) return spdlog::critical("{}", describe(device_opts.error())), kExitUsage;
+  if (!device_opts) return spdlog::critical("event=bad-option error=\"{}\"", describe(device_opts.error())), kExitUsage;
   auto user = runas_user(s.runas);
-  if (!user) return spdlog::critical("{}", describe(user.error())), kExitUsage;
+  if (!user) return spdlog::critical("event=bad-option error=\"{}\"", describe(user.error())), kExitUsage;
   const std::optional<RunAs> run_as = *user;
   auto policy = command_policy(s);
   if (!policy) return spdlog::critical("event=bad-policy error=\"{}\"", describe(policy.error())), kExitUsage;
   spdlog::info("event=command-policy {}", policy->describe());
   auto swtpm_as = swtpm_user(s.swtpm_user, run_as);
-  if (!swtpm_as) return spdlog::critical("{}", describe(swtpm_as.error())), kExitUsage;
+  if (!swtpm_as) return spdlog::critical("event=bad-option error=\"{}\"", describe(swtpm_as.error())), kExitUsage;
 
   if (auto env = cuse::CuseDevice::check_environment(s.name); !env) {
     spdlog::critical("event=startup-failed error=\"{}\"", describe(env.error()));
@@ -192,7 +192,9 @@ int run(const Settings& s) {
 
   Backgrounder background;
   if (!s.foreground) {
-    if (auto r = background.detach(); !r) return spdlog::critical("{}", describe(r.error())), kExitRuntime;
+    if (auto r = background.detach(); !r) {
+      return spdlog::critical("event=startup-failed error=\"{}\"", describe(r.error())), kExitRuntime;
+    }
   }
 
   std::optional<EmbeddedSwtpm> swtpm;

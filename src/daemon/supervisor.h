@@ -87,6 +87,8 @@ class Supervisor {
   std::function<Result<void>(const std::string&)> identity_check_;
   std::optional<PlatformAuth> platform_auth_;  // the embedded swtpm's, made by start(); in memory only
   mutable std::mutex mutex_;
+  std::mutex warn_mutex_;
+  rm::WarnThrottle open_failures_{rm::WarnLimits{}};  // per uid; warn_mutex_
   std::condition_variable wake_;
   Current current_;
   std::uint64_t generations_ = 0;  // registrations so far
