@@ -49,7 +49,7 @@ Result<void> Supervisor::register_backend() {
   // firmware (or whoever runs that swtpm), and a second secret would lock them out of their own platform.
   Backend::Provision provision;
   if (swtpm_ && platform_auth_) provision = [this](chip::Chip& chip) { return platform_auth_->apply(chip); };
-  auto backend = Backend::start(std::move(*driver), options_.rm, chip_options, provision);
+  auto backend = Backend::start(std::move(*driver), options_.rm, chip_options, provision, options_.capture);
   if (!backend) return backend.error();
   std::lock_guard lock(mutex_);
   current_ = Current{std::move(*backend), ++generations_};
