@@ -187,19 +187,21 @@ int run(const Settings& s) {
   spdlog::info("event=command-policy {}", policy->describe());
   auto swtpm_as = swtpm_user(s.swtpm_user, run_as);
   if (!swtpm_as) return spdlog::critical("event=bad-option error=\"{}\"", describe(swtpm_as.error())), kExitUsage;
-  std::shared_ptr<PcapngWriter> capture;
-  if (!s.capture.empty()) {
-    // What clients send (keys, auth values) lands in the file: only a daemon started by root may write it.
-    if (::geteuid() != 0) return spdlog::critical("event=bad-option error=\"--capture needs root\""), kExitUsage;
-    auto c = PcapngWriter::create(s.capture);
-    if (!c) return spdlog::critical("event=startup-failed error=\"{}\"", describe(c.error())), kExitRuntime;
-    capture = std::move(*c);
-    spdlog::warn("event=capture-started file=\"{}\" mode=0600", rm::log_quoted(s.capture));
+  // What clients send (keys, auth values) lands in a capture: only a daemon started by root may write one.
+  if (!s.capture.empty() && ::geteuid() != 0) {
+    return spdlog::critical("event=bad-option error=\"--capture needs root\""), kExitUsage;
   }
 
   if (auto env = cuse::CuseDevice::check_environment(s.name); !env) {
     spdlog::critical("event=startup-failed error=\"{}\"", describe(env.error()));
     return kExitRuntime;
+  }
+  std::shared_ptr<PcapngWriter> capture;
+  if (!s.capture.empty()) {
+    auto c = PcapngWriter::create(s.capture);
+    if (!c) return spdlog::critical("event=startup-failed error=\"{}\"", describe(c.error())), kExitRuntime;
+    capture = std::move(*c);
+    spdlog::warn("event=capture-started file=\"{}\" mode=0600", rm::log_quoted(s.capture));
   }
 
   Backgrounder background;
