@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "chip/durations.h"
+#include "tpm/cc_names.h"
 #include "tpm/commands.h"
 #include "tpm/header.h"
 #include "tpm/rc_names.h"
@@ -150,7 +151,8 @@ Result<Bytes> Chip::transmit_locked(ByteSpan command) {
     bool retryable = rc == TPM2_RC_RETRY || rc == TPM2_RC_YIELDED || (rc == TPM2_RC_TESTING && code != TPM2_CC_SelfTest);
     if (!retryable) return response;
     if (delay > options_.retry_max_delay) {
-      spdlog::warn("tpm: giving up on command {:#x} after retries, last rc {}", code, tpm::rc_name(rc));
+      spdlog::warn("event=tpm-retries-exhausted cc=0x{:08x} command={} rc=\"{}\"", code, tpm::cc_label(code),
+                   tpm::rc_name(rc));
       return response;
     }
     std::this_thread::sleep_for(delay);
@@ -172,8 +174,8 @@ void Chip::flush_late_response(TPM2_CC code) {
     return;
   }
   auto flushed = driver_->exchange(tpm::make_flush_context(*handle), duration_for(TPM2_CC_FlushContext));
-  spdlog::info("tpm: flushed handle {:#010x} created by a cancelled command {:#x}: {}", *handle, code,
-               flushed ? "ok" : describe(flushed.error()));
+  spdlog::info("event=late-handle-flushed handle=0x{:08x} cc=0x{:08x} command={} result=\"{}\"", *handle, code,
+               tpm::cc_label(code), flushed ? "ok" : describe(flushed.error()));
   std::lock_guard lock(counters_mutex_);
   ++counters_.late_flushes;
 }
@@ -213,7 +215,7 @@ Result<void> Chip::startup_locked() {
   auto rc = self_test();
   if (!rc) return rc.error();
   if (*rc == TPM2_RC_INITIALIZE) {
-    spdlog::info("tpm: starting up the TPM (TPM2_Startup(CLEAR))");
+    spdlog::info("event=tpm-startup mode=clear");
     auto started = transmit_locked(tpm::make_startup(TPM2_SU_CLEAR));
     if (!started) return started.error();
     if (auto started_rc = *tpm::response_code(*started); started_rc != TPM2_RC_SUCCESS) {
@@ -298,8 +300,9 @@ Result<void> Chip::read_info_locked() {
   if (commands.empty()) return make_error(EIO, "TPM reported no commands (field-upgrade mode?)");
   info.commands = tpm::CommandTable(std::move(commands));
   info_ = std::move(info);
-  spdlog::info("tpm: {} {} family {} with {} commands, {} object slots, {} session slots", info_.manufacturer,
-               info_.vendor_string, fourcc(info_.family), info_.commands.size(), info_.hr_transient_min,
+  spdlog::info("event=tpm-probed manufacturer=\"{}\" vendor=\"{}\" family=\"{}\" commands={} object_slots={} "
+               "session_slots={}",
+               info_.manufacturer, info_.vendor_string, fourcc(info_.family), info_.commands.size(), info_.hr_transient_min,
                info_.hr_loaded_min);
   return {};
 }
@@ -310,7 +313,7 @@ void Chip::unregister(ShutdownMode mode) {
   if (mode != ShutdownMode::kNone && serving_ && driver_->alive()) {
     auto r = driver_->exchange(tpm::make_shutdown(mode == ShutdownMode::kState ? TPM2_SU_STATE : TPM2_SU_CLEAR),
                                duration_for(TPM2_CC_Shutdown));
-    if (!r) spdlog::warn("tpm: TPM2_Shutdown failed: {}", describe(r.error()));
+    if (!r) spdlog::warn("event=tpm-shutdown-failed error=\"{}\"", describe(r.error()));
   }
   drop_driver_locked(std::nullopt);
 }
@@ -318,7 +321,7 @@ void Chip::unregister(ShutdownMode mode) {
 void Chip::drop_driver_locked(std::optional<Error> cause) {
   const Presence next = cause ? Presence::kLost : Presence::kUnregistered;
   if (cause) {
-    spdlog::error("tpm: backend lost ({}); unregistering the chip", describe(*cause));
+    spdlog::error("event=chip-lost action=unregister cause=\"{}\"", describe(*cause));
     std::lock_guard lock(lost_mutex_);
     lost_ = std::move(cause);
   }

@@ -33,7 +33,7 @@ rm::ClientInfo client_info(fuse_req_t req) {
     client.groups = std::move(groups);
   } else {
     // The opener exited already, or /proc is unavailable: it counts as in no supplementary group.
-    spdlog::debug("cuse: supplementary groups of pid {} unknown: {}", ctx->pid, std::strerror(-n));
+    spdlog::debug("event=groups-unknown pid={} error=\"{}\"", ctx->pid, std::strerror(-n));
   }
   client.comm = process_comm(ctx->pid);
   return client;

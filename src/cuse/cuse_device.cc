@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "cuse/client_credentials.h"
+#include "rm/audit_log.h"
 
 namespace tpmrmd::cuse {
 
@@ -65,12 +66,12 @@ int barrier_errno(const char* handler) {
   try {
     throw;
   } catch (const std::bad_alloc&) {
-    spdlog::error("cuse: out of memory in {}", handler);
+    spdlog::error("event=exception where=\"cuse {}\" error=\"out of memory\"", handler);
     return ENOMEM;
   } catch (const std::exception& e) {
-    spdlog::error("cuse: {} threw: {}", handler, e.what());
+    spdlog::error("event=exception where=\"cuse {}\" error=\"{}\"", handler, rm::log_quoted(e.what()));
   } catch (...) {
-    spdlog::error("cuse: {} threw a non-standard exception", handler);
+    spdlog::error("event=exception where=\"cuse {}\" error=\"non-standard exception\"", handler);
   }
   return EIO;
 }
@@ -127,8 +128,8 @@ struct CuseDevice::Impl {
       auto now = device::Connection::Clock::now();
       for (auto& c : live) {
         if (c->discard_if_expired(now)) {
-          spdlog::warn("cuse: discarded an unread response after the timeout (pid {} uid {})", c->client().pid,
-                       c->client().uid);
+          spdlog::warn("event=unread-response-discarded conn={} pid={} uid={} comm=\"{}\"", c->id(), c->client().pid,
+                       c->client().uid, rm::log_quoted(c->client().comm));
         }
       }
       live.clear();
@@ -142,19 +143,21 @@ struct CuseDevice::Impl {
     for (int i = 0; i < 200 && !stopping.load(); ++i) {
       struct stat st{};
       if (::stat(path.c_str(), &st) == 0 && S_ISCHR(st.st_mode)) {
-        if (::chmod(path.c_str(), options.mode) != 0) spdlog::error("cuse: chmod {}: {}", path, std::strerror(errno));
+        if (::chmod(path.c_str(), options.mode) != 0) {
+          spdlog::error("event=node-chmod-failed node={} error=\"{}\"", path, std::strerror(errno));
+        }
         if ((options.owner || options.group) &&
             ::chown(path.c_str(), options.owner.value_or(static_cast<uid_t>(-1)),
                     options.group.value_or(static_cast<gid_t>(-1))) != 0) {
-          spdlog::error("cuse: chown {}: {}", path, std::strerror(errno));
+          spdlog::error("event=node-chown-failed node={} error=\"{}\"", path, std::strerror(errno));
         }
-        spdlog::info("cuse: device {} ready (mode {:o})", path, options.mode);
+        spdlog::info("event=node-ready node={} mode=0{:o}", path, options.mode);
         if (on_ready) on_ready();
         return;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
-    if (!stopping.load()) spdlog::error("cuse: {} did not appear", path);
+    if (!stopping.load()) spdlog::error("event=node-missing node={}", path);
   }
 
   static void init_done(void* userdata) {
@@ -260,8 +263,6 @@ struct CuseDevice::Impl {
         of->registry_entry = self->registry.insert(self->registry.end(), Registered{of->connection, of->poll});
       }
       of->connection->set_on_ready([slot = of->poll] { slot->notify(); });
-      spdlog::debug("cuse: open by pid {} uid {} gid {} -> connection {}", client.pid, client.uid, client.gid,
-                    of->connection->id());
       fi->fh = reinterpret_cast<std::uint64_t>(of.release());
       fi->direct_io = 1;
       fi->nonseekable = 1;
@@ -379,7 +380,7 @@ struct CuseDevice::Impl {
       entry.poll->retire();
     }
     std::unique_lock lock(answers_mutex);
-    if (unanswered) spdlog::info("cuse: waiting for {} request(s) in flight before teardown", unanswered);
+    if (unanswered) spdlog::info("event=teardown-waiting requests_in_flight={}", unanswered);
     answers_done.wait(lock, [this] { return unanswered == 0; });
   }
 };

@@ -2,13 +2,15 @@
 
 #include <spdlog/spdlog.h>
 
+#include "daemon/capturing_port.h"
 #include "daemon/chip_port.h"
 #include "rm/worker_dispatcher.h"
 
 namespace tpmrmd::daemon {
 
 Result<std::shared_ptr<Backend>> Backend::start(std::unique_ptr<chip::Driver> driver, rm::RmOptions rm_options,
-                                                chip::ChipOptions chip_options, const Provision& provision) {
+                                                chip::ChipOptions chip_options, const Provision& provision,
+                                                std::shared_ptr<PcapngWriter> capture) {
   std::shared_ptr<Backend> backend(new Backend);
   backend->description_ = driver->description();
   backend->identity_ = driver->identity();
@@ -21,7 +23,9 @@ Result<std::shared_ptr<Backend>> Backend::start(std::unique_ptr<chip::Driver> dr
     if (auto r = provision(*backend->chip_); !r) return r.error();
   }
   backend->port_ = std::make_unique<ChipPort>(*backend->chip_);
+  if (capture) backend->port_ = std::make_unique<CapturingTpmPort>(std::move(backend->port_), capture);
   backend->worker_ = std::make_unique<rm::WorkerDispatcher>(*backend->port_, rm_options);
+  if (capture) backend->capturing_ = std::make_unique<CapturingDispatcher>(*backend->worker_, std::move(capture));
   return backend;
 }
 
@@ -34,7 +38,7 @@ Result<std::shared_ptr<device::Connection>> Backend::open(const rm::ClientInfo& 
   if (gone()) return make_error(ENODEV, "TPM backend is gone");
   // The connection owns this backend through both pointers: its dispatcher is our worker, its gate is us.
   auto self = shared_from_this();
-  std::shared_ptr<rm::Dispatcher> dispatcher(self, worker_.get());
+  std::shared_ptr<rm::Dispatcher> dispatcher(self, capturing_ ? capturing_.get() : worker_.get());
   auto connection = device::Connection::open(std::move(dispatcher), client, options, self);
   if (!connection) return connection;
   std::lock_guard lock(mutex_);

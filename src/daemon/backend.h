@@ -29,6 +29,8 @@ class WorkerDispatcher;
 
 namespace tpmrmd::daemon {
 
+class PcapngWriter;
+
 class Backend final : public device::BackendGate, public std::enable_shared_from_this<Backend> {
  public:
   // What runs on the started chip before the RM (and so any client) sees it: the platform's own set-up.
@@ -36,8 +38,11 @@ class Backend final : public device::BackendGate, public std::enable_shared_from
 
   // Starts the chip (probe, Startup if needed), runs `provision` if given, then starts the RM worker. A
   // failed provision fails the start: no client is served by a TPM left half set up.
+  // With `capture`, the traffic of the RM with the TPM and of every connection with the RM is written to it
+  // (what `provision` sends is not: the platform's secret stays out of the file).
   static Result<std::shared_ptr<Backend>> start(std::unique_ptr<chip::Driver> driver, rm::RmOptions rm_options,
-                                                chip::ChipOptions chip_options = {}, const Provision& provision = {});
+                                                chip::ChipOptions chip_options = {}, const Provision& provision = {},
+                                                std::shared_ptr<PcapngWriter> capture = nullptr);
   // stop(kNone). The owner stops the backend before it lets go of it, so that the last reference, which may be
   // a connection's dropped on the worker thread, never has a thread to join.
   ~Backend() override;
@@ -68,6 +73,7 @@ class Backend final : public device::BackendGate, public std::enable_shared_from
   std::unique_ptr<chip::Chip> chip_;
   std::unique_ptr<rm::TpmPort> port_;
   std::unique_ptr<rm::WorkerDispatcher> worker_;
+  std::unique_ptr<rm::Dispatcher> capturing_;  // in front of worker_ with a capture; what connections use
   std::string description_;
   std::string identity_;
   std::atomic<bool> closed_{false};  // the generation gate; see stop()

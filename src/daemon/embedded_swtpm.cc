@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "daemon/canonical_path.h"
+#include "rm/audit_log.h"
 #include "util/unique_fd.h"
 
 namespace tpmrmd::daemon {
@@ -177,8 +178,8 @@ Result<void> EmbeddedSwtpm::provision() {
     what += line.substr(std::strlen("Successfully created "));
     if (!what.empty() && what.back() == '.') what.pop_back();
   }
-  spdlog::info("event=swtpm-provisioned state_dir={} ca={} nvram=locked duration_ms={} created=\"{}\"",
-               options_.state_dir, ca, ms, what);
+  spdlog::info("event=swtpm-provisioned state_dir=\"{}\" ca=\"{}\" nvram=locked duration_ms={} created=\"{}\"",
+               rm::log_quoted(options_.state_dir), rm::log_quoted(ca), ms, rm::log_quoted(what));
   return {};
 }
 
@@ -210,8 +211,9 @@ Result<void> EmbeddedSwtpm::start() {
                                     std::to_string(status) + "; see " + options_.state_dir + "/swtpm.log");
     }
     if (socket_accepts(data_path_) && socket_accepts(ctrl_path_)) {
-      spdlog::info("event=swtpm-started pid={} uid={} state_dir={}", pid_,
-                   options_.run_uid && ::geteuid() == 0 ? *options_.run_uid : ::geteuid(), options_.state_dir);
+      spdlog::info("event=swtpm-started pid={} uid={} state_dir=\"{}\"", pid_,
+                   options_.run_uid && ::geteuid() == 0 ? *options_.run_uid : ::geteuid(),
+                   rm::log_quoted(options_.state_dir));
       return {};
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));

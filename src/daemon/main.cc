@@ -22,9 +22,11 @@
 #include "daemon/embedded_swtpm.h"
 #include "daemon/logging.h"
 #include "daemon/node_watchdog.h"
+#include "daemon/pcapng_writer.h"
 #include "daemon/supervisor.h"
 #include "daemon/tpm_lock.h"
 #include "daemon/user_lookup.h"
+#include "rm/audit_log.h"
 #include "rm/command_policy_file.h"
 
 namespace tpmrmd::daemon {
@@ -58,6 +60,7 @@ struct Settings {
   std::string leftovers = "auto";
   std::optional<std::uint32_t> reserve_object_slots;  // unset: 1 on device: (shared with the kernel), else 0
   std::optional<std::uint32_t> reserve_session_slots;
+  std::string capture;  // --capture FILE: pcapng of the traffic; root only
   bool fuse_debug = false;
   std::string policy_file;
   std::string profile;
@@ -175,24 +178,37 @@ int run(const Settings& s) {
   setup_logging(spdlog::level::from_str(s.log_level));
 
   auto device_opts = device_options(s);
-  if (!device_opts) return spdlog::critical("{}", describe(device_opts.error())), kExitUsage;
+  if (!device_opts) return spdlog::critical("event=bad-option error=\"{}\"", describe(device_opts.error())), kExitUsage;
   auto user = runas_user(s.runas);
-  if (!user) return spdlog::critical("{}", describe(user.error())), kExitUsage;
+  if (!user) return spdlog::critical("event=bad-option error=\"{}\"", describe(user.error())), kExitUsage;
   const std::optional<RunAs> run_as = *user;
   auto policy = command_policy(s);
   if (!policy) return spdlog::critical("event=bad-policy error=\"{}\"", describe(policy.error())), kExitUsage;
   spdlog::info("event=command-policy {}", policy->describe());
   auto swtpm_as = swtpm_user(s.swtpm_user, run_as);
-  if (!swtpm_as) return spdlog::critical("{}", describe(swtpm_as.error())), kExitUsage;
+  if (!swtpm_as) return spdlog::critical("event=bad-option error=\"{}\"", describe(swtpm_as.error())), kExitUsage;
+  // What clients send (keys, auth values) lands in a capture: only a daemon started by root may write one.
+  if (!s.capture.empty() && ::geteuid() != 0) {
+    return spdlog::critical("event=bad-option error=\"--capture needs root\""), kExitUsage;
+  }
 
   if (auto env = cuse::CuseDevice::check_environment(s.name); !env) {
     spdlog::critical("event=startup-failed error=\"{}\"", describe(env.error()));
     return kExitRuntime;
   }
+  std::shared_ptr<PcapngWriter> capture;
+  if (!s.capture.empty()) {
+    auto c = PcapngWriter::create(s.capture);
+    if (!c) return spdlog::critical("event=startup-failed error=\"{}\"", describe(c.error())), kExitRuntime;
+    capture = std::move(*c);
+    spdlog::warn("event=capture-started file=\"{}\" mode=0600", rm::log_quoted(s.capture));
+  }
 
   Backgrounder background;
   if (!s.foreground) {
-    if (auto r = background.detach(); !r) return spdlog::critical("{}", describe(r.error())), kExitRuntime;
+    if (auto r = background.detach(); !r) {
+      return spdlog::critical("event=startup-failed error=\"{}\"", describe(r.error())), kExitRuntime;
+    }
   }
 
   std::optional<EmbeddedSwtpm> swtpm;
@@ -219,7 +235,8 @@ int run(const Settings& s) {
                                           .rm = rm_options,
                                           .duration_scale = s.duration_scale,
                                           .platform_auth = s.platform_auth == "empty" ? PlatformAuthMode::kEmpty
-                                                                                      : PlatformAuthMode::kRandom},
+                                                                                      : PlatformAuthMode::kRandom,
+                                          .capture = capture},
                         swtpm ? &*swtpm : nullptr);
   if (!lock) {
     supervisor.set_identity_check([&](const std::string& identity) -> Result<void> {
@@ -376,6 +393,9 @@ int main(int argc, char** argv) {
                  "Group (name or gid) whose members, by primary or supplementary group, form the policy's group "
                  "class; overrides the file's \"group\"");
   app.add_flag("--fuse-debug", s.fuse_debug, "libfuse request tracing");
+  app.add_option("--capture", s.capture,
+                 "Write every client's and the TPM's traffic to this new pcapng file (0600; root only; holds "
+                 "secrets: for debugging a client)");
   app.footer("Exit status: 0 ok, 1 run-time failure (start-up refused, backend or CUSE failed), 2 usage or\n"
              "configuration error (bad option or value, unknown user or group).");
   try {

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "chip/driver_factory.h"
+#include "rm/audit_log.h"
 
 namespace tpmrmd::daemon {
 
@@ -48,7 +49,7 @@ Result<void> Supervisor::register_backend() {
   // firmware (or whoever runs that swtpm), and a second secret would lock them out of their own platform.
   Backend::Provision provision;
   if (swtpm_ && platform_auth_) provision = [this](chip::Chip& chip) { return platform_auth_->apply(chip); };
-  auto backend = Backend::start(std::move(*driver), options_.rm, chip_options, provision);
+  auto backend = Backend::start(std::move(*driver), options_.rm, chip_options, provision, options_.capture);
   if (!backend) return backend.error();
   std::lock_guard lock(mutex_);
   current_ = Current{std::move(*backend), ++generations_};
@@ -66,10 +67,15 @@ Result<std::shared_ptr<device::Connection>> Supervisor::open(const rm::ClientInf
   }
   if (!backend) return make_error(ENODEV, "no TPM backend is registered (it is being restarted)");
   auto c = backend->open(client, options);
-  if (c) {
-    spdlog::debug("event=open pid={} uid={} gid={} connection={}", client.pid, client.uid, client.gid, (*c)->id());
-  } else {
-    spdlog::warn("event=open-failed pid={} uid={} error=\"{}\"", client.pid, client.uid, describe(c.error()));
+  // The open itself is logged by the RM (event=open, at debug), on the worker with its connection id. Refused
+  // opens come in floods from a client that retries: at most one line per uid and interval.
+  if (!c) {
+    std::lock_guard lock(warn_mutex_);
+    if (const auto w = open_failures_.record(client.uid, std::chrono::steady_clock::now()); w.log) {
+      spdlog::warn("event=open-failed pid={} uid={} comm=\"{}\" errno={} error=\"{}\" failures={} suppressed_warnings={}",
+                   client.pid, client.uid, rm::log_quoted(client.comm), c.error().code,
+                   rm::log_quoted(describe(c.error())), w.since_last, w.suppressed);
+    }
   }
   return c;
 }

@@ -20,6 +20,7 @@
 #include "chip/chip.h"
 #include "daemon/backend.h"
 #include "daemon/embedded_swtpm.h"
+#include "daemon/pcapng_writer.h"
 #include "daemon/platform_auth.h"
 #include "device/connection.h"
 #include "rm/rm_options.h"
@@ -44,6 +45,8 @@ struct SupervisorOptions {
   std::chrono::milliseconds poll_interval{200};   // how often the backend's state is looked at
   std::chrono::milliseconds retry_interval{2000};  // between failed re-registrations
   PlatformAuthMode platform_auth = PlatformAuthMode::kRandom;
+  // --capture: every generation's traffic goes to this one file (docs/daemon.md, "Capturing traffic").
+  std::shared_ptr<PcapngWriter> capture;
 };
 
 class Supervisor {
@@ -87,6 +90,8 @@ class Supervisor {
   std::function<Result<void>(const std::string&)> identity_check_;
   std::optional<PlatformAuth> platform_auth_;  // the embedded swtpm's, made by start(); in memory only
   mutable std::mutex mutex_;
+  std::mutex warn_mutex_;
+  rm::WarnThrottle open_failures_{rm::WarnLimits{}};  // per uid; warn_mutex_
   std::condition_variable wake_;
   Current current_;
   std::uint64_t generations_ = 0;  // registrations so far

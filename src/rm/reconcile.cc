@@ -24,15 +24,13 @@ RmResult<void> Residency::take_over(Leftovers policy) {
       for (const auto& [index, h] : *range) flushed += flush(h) ? 1 : 0;
     }
     counters_.leftovers_flushed += flushed;
-    spdlog::warn("rm: flushed {} handles an earlier user left in the TPM ({} objects, {} loaded and {} saved sessions)",
-                 flushed, found->objects.size(), found->loaded_sessions.size(), found->saved_sessions.size());
+    spdlog::warn("event=leftovers-flushed flushed={} objects={} loaded_sessions={} saved_sessions={}", flushed, found->objects.size(), found->loaded_sessions.size(), found->saved_sessions.size());
     return {};
   }
   foreign_ = std::move(*found);
   plan_capacity();
   spdlog::warn(
-      "rm: the TPM holds {} objects, {} loaded and {} saved sessions of another user; they are left alone, and the "
-      "RM plans with {} object and {} session slots",
+      "event=leftovers-kept objects={} loaded_sessions={} saved_sessions={} object_slots={} session_slots={}",
       foreign_.objects.size(), foreign_.loaded_sessions.size(), foreign_.saved_sessions.size(), object_capacity_,
       session_capacity_);
   return {};
@@ -53,13 +51,13 @@ RmResult<void> Residency::reconcile() {
     const TPM2_HANDLE physical = *o->physical;
     objects_.set_physical(id, std::nullopt);
     if (!o->context_current || o->context.empty()) o->dead = true;
-    spdlog::warn("rm: connection {}'s object 0x{:08x} is no longer in 0x{:08x} ({})", o->owner, o->vhandle, physical,
-                 o->dead ? "lost" : "reloadable from its context");
+    spdlog::warn("event=reconcile-object-vanished conn={} vhandle=0x{:08x} handle=0x{:08x} object={}", o->owner,
+                 o->vhandle, physical, o->dead ? "lost" : "reloadable");
     ++corrected;
   }
   for (TPM2_HANDLE h : tpm->objects) {
     if (objects_.find_physical(h) || foreign_.objects.count(h)) continue;
-    spdlog::warn("rm: flushing object 0x{:08x}, which the TPM holds for no connection", h);
+    spdlog::warn("event=reconcile-orphan-flushed kind=object handle=0x{:08x}", h);
     flush(h);
     ++corrected;
   }
@@ -73,12 +71,12 @@ RmResult<void> Residency::reconcile() {
     if (loaded == s->resident && (loaded || saved)) continue;
     ++corrected;
     if (!loaded && !saved) {
-      spdlog::warn("rm: session 0x{:08x} no longer exists in the TPM; forgotten", h);
+      spdlog::warn("event=reconcile-session-vanished session=0x{:08x} action=forget", h);
       sessions_.erase(h);
     } else if (loaded) {
       s->resident = true;  // a ContextLoad went through after all
     } else {
-      spdlog::error("rm: session 0x{:08x} was saved without the RM getting its context; flushing it", h);
+      spdlog::error("event=reconcile-session-saved-unseen session=0x{:08x} action=flush", h);
       flush(h);
       sessions_.erase(h);
       tpm->saved_sessions.erase(session_index(h));
@@ -89,14 +87,14 @@ RmResult<void> Residency::reconcile() {
   for (const auto* range : {&tpm->loaded_sessions, &tpm->saved_sessions}) {
     for (const auto& [index, h] : *range) {
       if (known_indexes.count(index) || foreign_.has_session(h)) continue;
-      spdlog::warn("rm: flushing session 0x{:08x}, which the TPM holds for no connection", h);
+      spdlog::warn("event=reconcile-orphan-flushed kind=session handle=0x{:08x}", h);
       flush(h);
       ++corrected;
     }
   }
   unverified_ = false;
   counters_.reconciled_entries += corrected;
-  if (corrected) spdlog::warn("rm: reconciled with the TPM: {} entries corrected", corrected);
+  if (corrected) spdlog::warn("event=reconciled corrected={}", corrected);
   return {};
 }
 

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "rm/audit_log.h"
 #include "tpm/commands.h"
 #include "tpm/endian.h"
 #include "tpm/header.h"
@@ -29,7 +30,9 @@ bool is_gone(TPM2_RC rc) {
 Residency::Residency(TpmPort& tpm, const RmOptions& options, Counters& counters)
     : tpm_(tpm),
       options_(options),
-      counters_(counters) {
+      counters_(counters),
+      storm_warnings_(options.eviction_storm),
+      regap_warnings_(options.regap_warnings) {
   plan_capacity();
 }
 
@@ -68,7 +71,7 @@ Result<Bytes> Residency::send(ByteSpan command, std::uint64_t Counters::*counter
 }
 
 void Residency::mark_unverified(std::string_view why) {
-  if (!unverified_) spdlog::warn("rm: the TPM's state is unverified until reconciled ({})", why);
+  if (!unverified_) spdlog::warn("event=tpm-state-unverified reason=\"{}\"", log_quoted(why));
   unverified_ = true;
 }
 
@@ -77,7 +80,7 @@ bool Residency::flush(TPM2_HANDLE handle) {
   if (!resp) return false;
   auto rc = tpm::response_code(*resp);
   if (!rc || *rc != TPM2_RC_SUCCESS) {
-    spdlog::warn("rm: FlushContext(0x{:08x}) answered {}", handle, rc ? tpm::rc_name(*rc) : "a malformed response");
+    spdlog::warn("event=flush-refused handle=0x{:08x} rc=\"{}\"", handle, rc ? tpm::rc_name(*rc) : "malformed response");
     // The RM flushes only what it believes the TPM holds: a refusal means its picture is off somewhere (and
     // whether the handle is gone is not known), so it is compared with the TPM's before anything else is sent.
     mark_unverified(fmt::format("FlushContext(0x{:08x}) was refused", handle));
@@ -108,10 +111,9 @@ void Residency::place(ObjectId id, TPM2_HANDLE physical) {
   if (!old->context_current || old->context.empty()) old->dead = true;
   ++counters_.physical_collisions;
   spdlog::error(
-      "rm: the TPM put an object of connection {} in 0x{:08x}, where the RM believed connection {}'s object "
-      "(virtual 0x{:08x}) loaded: that mapping was stale and is dropped ({})",
-      objects_.find(id)->owner, physical, old->owner, old->vhandle,
-      old->dead ? "the object is lost" : "it will be reloaded from its context");
+      "event=physical-collision conn={} handle=0x{:08x} stale_conn={} stale_vhandle=0x{:08x} stale_object={} "
+      "detail=\"the TPM put an object where the RM believed another loaded; the stale mapping is dropped\"",
+      objects_.find(id)->owner, physical, old->owner, old->vhandle, old->dead ? "lost" : "reloadable");
   // A slot emptied behind the RM is evidence that its picture is off elsewhere too.
   mark_unverified("a slot the RM believed occupied was handed out");
 }
@@ -228,7 +230,7 @@ RmResult<void> Residency::load_session(TPM2_HANDLE handle, const Pins& pins) {
     const auto [rc, h] = *loaded;
     if (rc == TPM2_RC_SUCCESS) {
       if (h != handle) {
-        spdlog::error("rm: session 0x{:08x} reloaded as 0x{:08x}; flushing it", handle, h);
+        spdlog::error("event=session-reloaded-elsewhere session=0x{:08x} handle=0x{:08x} action=flush", handle, h);
         flush(h);
         sessions_.erase(handle);
         return RmError::refused(EIO, kRmLayer | TPM2_RC_REFERENCE_S0,
@@ -263,13 +265,14 @@ bool Residency::evict_object(const std::set<ObjectId>& pinned) {
         // The TPM no longer has it (something ended it behind the RM's back): the slot is free anyway.
         objects_.set_physical(*victim, std::nullopt);
         o->dead = true;
-        ++counters_.evictions;
+        note_eviction("object");
         return true;
       }
       auto context = rc && *rc == TPM2_RC_SUCCESS ? tpm::context_from_save_response(*resp)
                                                   : Result<Bytes>(make_error(EIO, "save refused"));
       if (!context) {
-        spdlog::warn("rm: cannot save object 0x{:08x} to evict it ({})", physical, rc ? tpm::rc_name(*rc) : "a malformed response");
+        spdlog::warn("event=evict-save-refused kind=object handle=0x{:08x} rc=\"{}\"", physical,
+                     rc ? tpm::rc_name(*rc) : "malformed response");
         o->unevictable_tick = clock_;
         continue;
       }
@@ -292,7 +295,7 @@ bool Residency::evict_object(const std::set<ObjectId>& pinned) {
       continue;
     }
     objects_.set_physical(*victim, std::nullopt);
-    ++counters_.evictions;
+    note_eviction("object");
     return true;
   }
   return false;
@@ -330,7 +333,7 @@ bool Residency::evict_session(const std::set<TPM2_HANDLE>& pinned) {
     }
     if (!saved) return false;
     if (*saved == TPM2_RC_SUCCESS) {
-      ++counters_.evictions;
+      note_eviction("session");
       regap_if_near_gap(pinned);
       return true;
     }
@@ -338,7 +341,7 @@ bool Residency::evict_session(const std::set<TPM2_HANDLE>& pinned) {
       sessions_.erase(*victim);
       return true;
     }
-    spdlog::warn("rm: cannot save session 0x{:08x} to evict it ({})", *victim, tpm::rc_name(*saved));
+    spdlog::warn("event=evict-save-refused kind=session handle=0x{:08x} rc=\"{}\"", *victim, tpm::rc_name(*saved));
     sessions_.find(*victim)->unevictable_tick = clock_;
   }
   return false;
@@ -385,7 +388,7 @@ bool Residency::regap(TPM2_HANDLE handle, const std::set<TPM2_HANDLE>& pinned) {
     } else if (*saved != TPM2_RC_SUCCESS) {
       return false;
     } else {
-      ++counters_.evictions;
+      note_eviction("session");
     }
   }
   SessionEntry* s = sessions_.find(handle);
@@ -395,22 +398,37 @@ bool Residency::regap(TPM2_HANDLE handle, const std::set<TPM2_HANDLE>& pinned) {
   if (!rc) return false;
   if (*rc != TPM2_RC_SUCCESS) {
     if (!is_gone(*rc)) return false;
-    spdlog::warn("rm: saved session 0x{:08x} was lost before it could be re-gapped ({})", handle, tpm::rc_name(*rc));
+    spdlog::warn("event=regap-session-lost session=0x{:08x} rc=\"{}\"", handle, tpm::rc_name(*rc));
     sessions_.erase(handle);
     return true;
   }
   s->resident = true;
   ++counters_.regaps;
+  if (const auto w = regap_warnings_.record(0, std::chrono::steady_clock::now()); w.log) {
+    spdlog::warn("event=regap session=0x{:08x} regaps={} suppressed_warnings={} context_gap_max={}", handle,
+                 w.since_last, w.suppressed, tpm_.info().context_gap_max);
+  }
   // Leaving it loaded would also take it out of the gap; saving it again keeps the slot free for the command.
   auto saved = save_session(handle);
   if (saved && is_gone(*saved)) sessions_.erase(handle);
   return true;
 }
 
+void Residency::note_eviction(const char* kind) {
+  ++counters_.evictions;
+  const auto w = storm_warnings_.record(0, std::chrono::steady_clock::now());
+  if (!w.log) return;
+  spdlog::warn(
+      "event=eviction-storm evictions={} window_ms={} since_last_warning={} suppressed_warnings={} last={} "
+      "object_slots={} session_slots={}",
+      w.in_window, options_.eviction_storm.window.count(), w.since_last, w.suppressed, kind, object_capacity_,
+      session_capacity_);
+}
+
 bool Residency::flush_oldest_abandoned() {
   auto abandoned = sessions_.abandoned_oldest_first();
   if (abandoned.empty()) return false;
-  spdlog::info("rm: flushing abandoned session 0x{:08x}", abandoned.front());
+  spdlog::info("event=abandoned-session-flushed session=0x{:08x}", abandoned.front());
   flush(abandoned.front());
   sessions_.erase(abandoned.front());
   return true;

@@ -134,6 +134,8 @@ class Residency {
   void plan_capacity();
   void regap_if_near_gap(const std::set<TPM2_HANDLE>& pinned);
   bool regap(TPM2_HANDLE handle, const std::set<TPM2_HANDLE>& pinned);
+  // Counts one eviction ("object" or "session") and warns, rate-limited, when they come as a storm.
+  void note_eviction(const char* kind);
 
   TpmPort& tpm_;
   const RmOptions& options_;
@@ -146,6 +148,8 @@ class Residency {
   SessionTable sessions_;
   std::uint64_t clock_ = 0;
   std::uint64_t last_sequence_ = 0;  // highest session context sequence seen
+  WarnThrottle storm_warnings_;
+  WarnThrottle regap_warnings_;
 };
 
 }  // namespace tpmrmd::rm

@@ -3,13 +3,17 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <chrono>
+#include <string>
 #include <vector>
 
 #include "rm/capability_view.h"
 #include "rm/handles.h"
 #include "tpm/commands.h"
 #include "tpm/endian.h"
+#include "tpm/cc_names.h"
 #include "tpm/header.h"
+#include "tpm/rc_names.h"
 #include "tpm/responses.h"
 
 namespace tpmrmd::rm {
@@ -46,10 +50,11 @@ Bytes tpm_command(const Plan& plan, ByteSpan command) {
 
 ResourceManager::ResourceManager(TpmPort& tpm, RmOptions options)
     : tpm_(tpm), options_(options), residency_(tpm, options_, counters_), audit_(options_.audit),
+      refusal_warnings_(options_.refusal_warnings),
       admission_(options_, residency_, spaces_, uid_connections_, tpm.info().active_sessions_max, audit_) {
   if (auto taken = residency_.take_over(options_.leftovers); !taken) {
     // The first command will find the same trouble; the RM is no worse off than without the check.
-    spdlog::warn("rm: could not read the TPM's handles at start-up: {}", taken.error().message);
+    spdlog::warn("event=leftovers-unread error=\"{}\"", log_quoted(taken.error().message));
   }
 }
 
@@ -74,6 +79,8 @@ Result<void> ResourceManager::open(ConnectionId id, const ClientInfo& client) {
   space.client = client;
   spaces_.emplace(id, std::move(space));
   uid_connections_[client.uid].insert(id);
+  spdlog::debug("event=open conn={} uid={} gid={} pid={} comm=\"{}\"", id, client.uid, client.gid, client.pid,
+                log_quoted(client.comm));
   return {};
 }
 
@@ -88,8 +95,18 @@ Result<Bytes> ResourceManager::answer(Space& space, const RmError& error) {
   ++counters_.refusals;
   // Hitting a limit is worth an operator's attention (who, and which limit); other refusals are the client's bug.
   const bool limit = error.rc == kRmObjectMemory || error.rc == kRmSessionMemory;
-  spdlog::log(limit ? spdlog::level::warn : spdlog::level::debug, "rm: connection {} (uid {}, pid {}) refused: {}",
-              space.id, space.client.uid, space.client.pid, error.message);
+  // Those warnings come in floods when a client loops on its limit: at most one per uid and interval, with the
+  // count since the last.
+  const auto line = [&](spdlog::level::level_enum level, std::string_view extra) {
+    spdlog::log(level, "event=refused conn={} uid={} pid={} comm=\"{}\" rc=\"{}\" errno={} reason=\"{}\"{}", space.id,
+                space.client.uid, space.client.pid, log_quoted(space.client.comm), tpm::rc_name(error.rc),
+                error.error, log_quoted(error.message), extra);
+  };
+  if (!limit) {
+    line(spdlog::level::debug, "");
+  } else if (const auto w = refusal_warnings_.record(space.client.uid, std::chrono::steady_clock::now()); w.log) {
+    line(spdlog::level::warn, fmt::format(" refusals={} suppressed_warnings={}", w.since_last, w.suppressed));
+  }
   if (error.kind == RmError::Kind::kAnswered || options_.rc_mode) return tpm::make_rc_response(error.rc);
   return make_error(error.error, error.message);
 }
@@ -242,8 +259,9 @@ RmResult<void> ResourceManager::map_new_handle(Space& space, const Plan& plan, B
   const bool wants_session = plan.creates == Creates::kSession;
   if (wants_session ? !is_session(h) : !is_transient(h)) {
     // Handing it on would give the client a handle the RM does not manage (or another range's object).
-    spdlog::error("rm: 0x{:x} for connection {} returned handle 0x{:08x}, not a {}; flushing it", cmd.code, space.id,
-                  h, wants_session ? "session" : "transient object");
+    spdlog::error("event=created-handle-wrong-type conn={} cc=0x{:08x} command={} handle=0x{:08x} expected={} "
+                  "action=flush",
+                  space.id, cmd.code, tpm::cc_label(cmd.code), h, wants_session ? "session" : "transient");
     if ((is_transient(h) && !residency_.objects().find_physical(h)) || (is_session(h) && !residency_.sessions().find(h))) {
       residency_.flush(h);
     }
@@ -266,7 +284,7 @@ RmResult<void> ResourceManager::map_new_handle(Space& space, const Plan& plan, B
     auto vh = space.objects.allocate(id);
     if (!vh) {
       // Unreachable with any sane object limit; keep the TPM clean and say so rather than abort.
-      spdlog::error("rm: connection {} has no free virtual handle; flushing 0x{:08x}", space.id, h);
+      spdlog::error("event=no-virtual-handle conn={} handle=0x{:08x} action=flush", space.id, h);
       residency_.flush(h);
       objects.erase(id);
       return RmError::answered(kRmObjectMemory, "no free virtual handle");
@@ -278,8 +296,8 @@ RmResult<void> ResourceManager::map_new_handle(Space& space, const Plan& plan, B
   if (const SessionEntry* old = residency_.sessions().find(h)) {
     // The TPM hands out free handles only: the entry was stale (its session ended behind the RM).
     ++counters_.physical_collisions;
-    spdlog::error("rm: the TPM gave connection {} session 0x{:08x}, which the RM believed {}'s; the old entry is dropped",
-                  space.id, h, old->owner ? fmt::format("connection {}", *old->owner) : std::string("abandoned"));
+    spdlog::error("event=session-collision conn={} session=0x{:08x} stale_owner={} action=drop-stale", space.id, h,
+                  old->owner ? std::to_string(*old->owner) : std::string("abandoned"));
     residency_.mark_unverified("a session handle the RM believed in use was handed out");
   }
   SessionEntry entry;
@@ -398,10 +416,21 @@ void ResourceManager::close(ConnectionId id) {
   Space* space = find_space(id);
   if (!space) return;
   const bool tpm_up = tpm_.available();
+  const std::size_t objects = space->objects.size();
   for (const auto& [vh, oid] : space->objects.entries()) residency_.release_object(oid, tpm_up);
   const std::vector<TPM2_HANDLE> owned(residency_.sessions().owned(id).begin(),
                                        residency_.sessions().owned(id).end());
-  for (TPM2_HANDLE h : owned) residency_.release_session(h, tpm_up);
+  std::size_t kept = 0;
+  for (TPM2_HANDLE h : owned) {
+    const SessionEntry* s = residency_.sessions().find(h);
+    kept += s && s->client_saved() ? 1 : 0;
+    residency_.release_session(h, tpm_up);
+  }
+  spdlog::debug(
+      "event=close conn={} uid={} pid={} comm=\"{}\" commands={} refusals={} objects_flushed={} sessions_flushed={} "
+      "sessions_kept={} tpm={}",
+      id, space->client.uid, space->client.pid, log_quoted(space->client.comm), space->counters.commands,
+      space->counters.refusals, objects, owned.size() - kept, kept, tpm_up ? "up" : "gone");
   if (auto it = uid_connections_.find(space->client.uid); it != uid_connections_.end()) {
     it->second.erase(id);
     if (it->second.empty()) uid_connections_.erase(it);

@@ -81,6 +81,7 @@ class ResourceManager {
   Counters counters_;
   Residency residency_;
   AuditLog audit_;
+  WarnThrottle refusal_warnings_;  // per uid
   Admission admission_;
   std::map<ConnectionId, Space> spaces_;
   std::map<uid_t, std::set<ConnectionId>> uid_connections_;

@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 
 #include "rm/audit_rate_limit.h"
@@ -59,6 +60,14 @@ struct RmOptions {
   CommandPolicy policy;
   // Rate limit of the audit trail (refused and privileged commands), per uid.
   AuditLimits audit;
+  // Warnings about floods, each at most once per interval: an eviction storm (this many evictions within the
+  // window), re-gaps, and refusals at a limit (per uid).
+  WarnLimits eviction_storm{.threshold = 32, .window = std::chrono::milliseconds(1000),
+                            .interval = std::chrono::milliseconds(10000)};
+  WarnLimits regap_warnings{.threshold = 1, .window = std::chrono::milliseconds(1000),
+                            .interval = std::chrono::milliseconds(10000)};
+  WarnLimits refusal_warnings{.threshold = 1, .window = std::chrono::milliseconds(1000),
+                              .interval = std::chrono::milliseconds(10000)};
 };
 
 // The per-uid connection limit in force for `uid` (0: none).

@@ -9,6 +9,8 @@
 #include <new>
 #include <vector>
 
+#include "rm/audit_log.h"
+
 namespace tpmrmd::rm {
 
 WorkerDispatcher::WorkerDispatcher(TpmPort& tpm, RmOptions options)
@@ -24,13 +26,13 @@ Error barrier(const char* what) {
   try {
     throw;
   } catch (const std::bad_alloc&) {
-    spdlog::error("rm: out of memory in {}", what);
+    spdlog::error("event=exception where=\"{}\" error=\"out of memory\"", what);
     return make_error(ENOMEM, fmt::format("out of memory in {}", what));
   } catch (const std::exception& e) {
-    spdlog::error("rm: {} threw: {}", what, e.what());
+    spdlog::error("event=exception where=\"{}\" error=\"{}\"", what, log_quoted(e.what()));
     return make_error(EIO, fmt::format("{} failed: {}", what, e.what()));
   } catch (...) {
-    spdlog::error("rm: {} threw a non-standard exception", what);
+    spdlog::error("event=exception where=\"{}\" error=\"non-standard exception\"", what);
     return make_error(EIO, fmt::format("{} failed", what));
   }
 }
@@ -77,7 +79,7 @@ Result<ConnectionId> WorkerDispatcher::open(const ClientInfo& client) {
   // The space is created on the worker; tasks run before any queued command, so the first submit finds it.
   tasks_.emplace_back([this, id, client] {
     auto opened = rm_.open(id, client);
-    if (!opened) spdlog::warn("rm: opening connection {} failed: {}", id, describe(opened.error()));
+    if (!opened) spdlog::warn("event=open-failed conn={} error=\"{}\"", id, log_quoted(describe(opened.error())));
   });
   wake_.notify_one();
   return id;

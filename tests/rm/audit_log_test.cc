@@ -115,5 +115,67 @@ TEST(AuditLog, AFloodIsCutToTheBurstAndTheRateAndTheGapIsReported) {
   EXPECT_EQ(capture.count({"event=audit outcome=refused"}), 6u);
 }
 
+TEST(RateLimiter, KeysOtherThanUidsShareTheBuckets) {
+  RateLimiter limiter(RateLimits{.burst = 1, .per_second = 1});
+  const Clock::time_point t0{};
+  const RateLimiter::Key big = std::uint64_t{1} << 40;  // wider than a uid
+  EXPECT_TRUE(limiter.admit(big, t0).log);
+  EXPECT_FALSE(limiter.admit(big, t0).log);
+  EXPECT_TRUE(limiter.admit(big + 1, t0).log);
+  EXPECT_EQ(limiter.admit(big, t0 + 1s).suppressed_before, 1u);
+}
+
+TEST(WarnThrottle, BelowTheThresholdNothingIsDue) {
+  WarnThrottle throttle(WarnLimits{.threshold = 5, .window = 1000ms, .interval = 10s});
+  Clock::time_point now{};
+  for (int i = 0; i < 4; ++i) {
+    const auto v = throttle.record(0, now);
+    EXPECT_FALSE(v.log);
+    EXPECT_EQ(v.in_window, static_cast<std::uint64_t>(i + 1));
+  }
+  // A new window starts from zero: four more events in it are no storm either.
+  now += 1001ms;
+  for (int i = 0; i < 4; ++i) EXPECT_FALSE(throttle.record(0, now).log);
+}
+
+TEST(WarnThrottle, AStormWarnsOncePerIntervalWithTheCounts) {
+  WarnThrottle throttle(WarnLimits{.threshold = 3, .window = 1000ms, .interval = 10s});
+  Clock::time_point now{};
+  std::vector<WarnThrottle::Verdict> logged;
+  // 100 events per second for 25 s: the threshold is reached in the first window, then a line every 10 s.
+  for (int ms = 0; ms < 25000; ms += 10) {
+    if (auto v = throttle.record(7, now + std::chrono::milliseconds(ms)); v.log) logged.push_back(v);
+  }
+  ASSERT_EQ(logged.size(), 3u);
+  EXPECT_EQ(logged[0].in_window, 3u);  // the third event of the first window
+  EXPECT_EQ(logged[0].since_last, 3u);
+  EXPECT_EQ(logged[0].suppressed, 0u);
+  // Every event of the ~10 s between two lines (the bucket refills in floating point: give or take one).
+  EXPECT_NEAR(static_cast<double>(logged[1].since_last), 1000, 2);
+  EXPECT_GT(logged[1].suppressed, 0u);  // the storm went on inside the interval: those lines were withheld
+  EXPECT_NEAR(static_cast<double>(logged[2].since_last), 1000, 2);
+}
+
+TEST(WarnThrottle, ThresholdOneWarnsAtTheFirstEventAndKeysAreSeparate) {
+  WarnThrottle throttle(WarnLimits{.threshold = 1, .window = 1000ms, .interval = 10s});
+  const Clock::time_point t0{};
+  EXPECT_TRUE(throttle.record(1000, t0).log);
+  EXPECT_FALSE(throttle.record(1000, t0 + 1ms).log);
+  EXPECT_TRUE(throttle.record(1001, t0 + 1ms).log);  // another uid has its own interval
+  const auto later = throttle.record(1000, t0 + 11s);
+  EXPECT_TRUE(later.log);
+  EXPECT_EQ(later.since_last, 2u);
+  EXPECT_EQ(later.suppressed, 1u);
+}
+
+TEST(WarnThrottle, QuietKeysAreForgotten) {
+  WarnThrottle throttle(WarnLimits{.threshold = 1, .window = 1000ms, .interval = 1s});
+  Clock::time_point now{};
+  for (RateLimiter::Key k = 0; k < 5000; ++k) (void)throttle.record(k, now);
+  now += 2s;
+  (void)throttle.record(0, now);
+  EXPECT_LT(throttle.tracked_keys(), 100u);
+}
+
 }  // namespace
 }  // namespace tpmrmd::rm

@@ -43,8 +43,8 @@ Result<std::unique_ptr<CrbDriver>> CrbDriver::open(std::shared_ptr<RegisterBus> 
   (void)d->control_request(kReqGoIdle, "goIdle");
   (void)d->relinquish_locality();
   if (!mapped) return make_error(mapped.error().code, "CRB probe: " + mapped.error().message);
-  spdlog::info("crb: {} command buffer {}+{}, response buffer {}+{}", d->bus_->description(), hex(d->cmd_offset_),
-               d->cmd_size_, hex(d->rsp_offset_), d->rsp_size_);
+  spdlog::info("event=crb-probed bus=\"{}\" cmd_offset={} cmd_size={} rsp_offset={} rsp_size={}",
+               d->bus_->description(), hex(d->cmd_offset_), d->cmd_size_, hex(d->rsp_offset_), d->rsp_size_);
   return d;
 }
 
@@ -63,7 +63,8 @@ Result<void> CrbDriver::map_buffers() {
     offset = static_cast<std::uint32_t>(pa - base);
     const std::uint32_t room = bus_->size() - offset;
     if (size > room) {
-      spdlog::warn("crb: firmware bug: {} buffer size {} exceeds the window; clamped to {}", what, size, room);
+      spdlog::warn("event=crb-buffer-clamped buffer={} size={} clamped_to={} cause=\"firmware bug\"", what, size,
+                   room);
       ++counters_.clamped_sizes;
       size = room;
     }

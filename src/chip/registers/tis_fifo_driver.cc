@@ -56,8 +56,8 @@ Result<std::unique_ptr<TisFifoDriver>> TisFifoDriver::open(std::shared_ptr<Regis
   d->did_ = static_cast<std::uint16_t>(did_vid >> 16);
   d->rid_ = d->bus_->read8(kRid);
   if (!d->options_.status_valid_retry) d->options_.status_valid_retry = d->vid_ == kVidInfineon;
-  spdlog::info("tis: {} VID {} DID {} RID {}", d->bus_->description(), hex(d->vid_, 4), hex(d->did_, 4),
-               hex(d->rid_));
+  spdlog::info("event=tis-probed bus=\"{}\" vid={} did={} rid={}", d->bus_->description(), hex(d->vid_, 4),
+               hex(d->did_, 4), hex(d->rid_));
   return d;
 }
 

@@ -13,6 +13,7 @@
 #include "rm/resource_manager.h"
 #include "rm/worker_dispatcher.h"
 #include "support/fake_tpm.h"
+#include "support/log_capture.h"
 #include "support/tpm_commands.h"
 #include "fake_rm_fixture.h"
 #include "tpm/header.h"
@@ -740,6 +741,44 @@ TEST_F(FakeRmTest, TheSlotReserveStaysFreeAndOthersUseOfSlotsIsMetByEviction) {
   tpm_->set_slots(2, 3);
   for (const auto& [vh, s] : keys) EXPECT_EQ(serial(a, vh), s) << "OBJECT_MEMORY met by evicting and retrying";
   EXPECT_LE(tpm_->loaded_objects().size(), 2u);
+}
+
+TEST_F(FakeRmTest, AnEvictionStormIsOneWarningPerIntervalWithTheCount) {
+  rm::RmOptions options;
+  options.eviction_storm = rm::WarnLimits{.threshold = 8, .window = std::chrono::milliseconds(60000),
+                                          .interval = std::chrono::milliseconds(60000)};
+  reset({}, options);
+  LogCapture log;
+  ConnectionId c = open();
+  std::vector<TPM2_HANDLE> keys;
+  for (std::uint8_t i = 0; i < 4; ++i) keys.push_back(make_key(c, i).first);
+  // Three slots, four keys used round-robin: every command evicts one.
+  for (int round = 0; round < 10; ++round) {
+    for (TPM2_HANDLE k : keys) ok(c, read_public(k));
+  }
+  ASSERT_GE(rm_->counters().evictions, 40u);
+  const auto storms = log.matching({"event=eviction-storm"});
+  ASSERT_EQ(storms.size(), 1u) << ::testing::PrintToString(log.lines());
+  EXPECT_EQ(storms[0].rfind("warning event=eviction-storm evictions=8 window_ms=60000 since_last_warning=8 "
+                            "suppressed_warnings=0 last=object object_slots=3 session_slots=3", 0), 0u)
+      << storms[0];
+}
+
+TEST_F(FakeRmTest, OpenAndCloseAreLoggedAtDebugWithTheClientAndWhatWasFlushed) {
+  LogCapture log;
+  auto id = rm_->open(rm::ClientInfo{1000, 100, 4242, {}, "tpm2_\"x"});
+  ASSERT_TRUE(id);
+  make_key(*id, 1);
+  make_key(*id, 2);
+  make_session(*id);
+  rm_->close(*id);
+  EXPECT_EQ(log.matching({"debug event=open conn=", " uid=1000 gid=100 pid=4242 comm=\"tpm2_\\x22x\""}).size(), 1u)
+      << ::testing::PrintToString(log.lines());
+  EXPECT_EQ(log.matching({"debug event=close conn=", " uid=1000 pid=4242 comm=\"tpm2_\\x22x\"",
+                          "objects_flushed=2 sessions_flushed=1 sessions_kept=0 tpm=up"})
+                .size(),
+            1u)
+      << ::testing::PrintToString(log.lines());
 }
 
 }  // namespace
