@@ -12,6 +12,8 @@ packages=(
   swtpm swtpm-tools fuse3 tpm2-tools
   # the VM test harness (tests/vm): a guest kernel with CUSE, booted under TCG
   qemu-system-x86 busybox-static cpio kmod procps iproute2
+  # the --capture test: Wireshark's TPM 2.0 dissector reads the daemon's pcapng
+  tshark
   # fuzzing (tools/run-fuzz.sh): clang with libFuzzer and the sanitizer runtimes, llvm-profdata/llvm-cov
   clang libclang-rt-14-dev llvm
 )
