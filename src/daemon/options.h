@@ -21,7 +21,10 @@ constexpr int kExitRuntime = 1;  // start-up or run-time failure (no /dev/cuse, 
 constexpr int kExitUsage = 2;    // bad command line or configuration (parse errors, unknown user/group)
 
 // Read when present; a missing default is no error (an explicitly given --config must exist).
-constexpr const char* kDefaultConfigFile = "/etc/tpmrmd/tpmrmd.conf";
+#ifndef TPMRMD_DEFAULT_CONFIG
+#define TPMRMD_DEFAULT_CONFIG "/etc/tpmrmd/tpmrmd.conf"  // meson: SYSCONFDIR/tpmrmd/tpmrmd.conf
+#endif
+constexpr const char* kDefaultConfigFile = TPMRMD_DEFAULT_CONFIG;
 // The node's group when --group is not given and this group exists (the tpm2-tss udev rules' convention).
 constexpr const char* kDefaultNodeGroup = "tss";
 
