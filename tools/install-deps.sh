@@ -8,6 +8,8 @@ packages=(
   meson ninja-build pkg-config g++ python3
   libfuse3-dev libtss2-dev libssl-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
   libsystemd-dev libgtest-dev libgmock-dev libbenchmark-dev
+  # the man page (man/*.scd)
+  scdoc
   # run: the embedded TPM, the CUSE helper programs, TPM client tools
   swtpm swtpm-tools fuse3 tpm2-tools
   # the VM test harness (tests/vm): a guest kernel with CUSE, booted under TCG

@@ -425,6 +425,8 @@ Result<void> CuseDevice::run(std::function<void()> on_ready) {
   cuse_info ci{};
   ci.dev_info_argc = 1;
   ci.dev_info_argv = dev_info;
+  ci.dev_major = impl_->options.dev_major;
+  ci.dev_minor = impl_->options.dev_minor;
 
   cuse_lowlevel_ops ops{};
   ops.init_done = &Impl::init_done;

@@ -20,6 +20,9 @@ struct CuseDeviceOptions {
   mode_t mode = 0660;
   std::optional<uid_t> owner;
   std::optional<gid_t> group;
+  // A fixed device number (cuse_info's dev_major/dev_minor); major 0: the kernel allocates one.
+  unsigned dev_major = 0;
+  unsigned dev_minor = 0;
   device::ConnectionOptions connection;
   bool debug = false;  // libfuse request tracing
 };

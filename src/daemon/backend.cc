@@ -64,4 +64,8 @@ void Backend::stop(chip::ShutdownMode mode) {
 
 rm::Counters Backend::counters() { return worker_ ? worker_->counters() : rm::Counters{}; }
 
+std::optional<rm::Counters> Backend::counters(std::chrono::milliseconds within) {
+  return worker_ ? worker_->counters(within) : rm::Counters{};
+}
+
 }  // namespace tpmrmd::daemon

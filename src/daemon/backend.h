@@ -10,6 +10,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -66,6 +67,8 @@ class Backend final : public device::BackendGate, public std::enable_shared_from
   std::string description() const { return description_; }
   std::string identity() const { return identity_; }
   rm::Counters counters();
+  // counters() if the RM worker answers within `within`; nothing while it is busy or stuck (see the watchdog).
+  std::optional<rm::Counters> counters(std::chrono::milliseconds within);
 
  private:
   Backend() = default;

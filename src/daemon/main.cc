@@ -8,21 +8,20 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <map>
 #include <optional>
 
 #include "chip/backend_spec.h"
-#include "chip/driver_factory.h"
 #include "cuse/cuse_device.h"
 #include "daemon/embedded_swtpm.h"
 #include "daemon/logging.h"
 #include "daemon/node_watchdog.h"
 #include "daemon/pcapng_writer.h"
+#include "daemon/options.h"
+#include "daemon/service_notifier.h"
 #include "daemon/supervisor.h"
 #include "daemon/tpm_lock.h"
 #include "daemon/user_lookup.h"
@@ -31,41 +30,6 @@
 
 namespace tpmrmd::daemon {
 namespace {
-
-// Exit status: the one scheme tpmrmd uses, also stated in --help.
-constexpr int kExitOk = 0;
-constexpr int kExitRuntime = 1;  // start-up or run-time failure (no /dev/cuse, TPM lock held, backend down, ...)
-constexpr int kExitUsage = 2;    // bad command line or configuration (parse errors, unknown user/group)
-
-struct Settings {
-  std::string tpm;
-  std::string name = "tpmrm0";
-  std::string mode = "0660";  // validated by the octal validator below
-  std::string owner;
-  std::string group;
-  std::string runas;
-  std::string swtpm_user;  // empty: the --runas user (or the daemon's own user without --runas)
-  std::string platform_auth = "random";
-  std::string provision = "none";
-  bool foreground = false;
-  std::string state_dir = "/var/lib/tpmrmd";
-  std::string lock_dir = "/run/tpmrmd";
-  std::string log_level = "info";
-  chip::ShutdownMode shutdown = chip::ShutdownMode::kClear;
-  std::string swtpm = "swtpm";
-  double discard_timeout = 120;
-  double duration_scale = 0;  // 0: 10 for the embedded swtpm, 1 for any other backend
-  std::size_t max_command = 4096;
-  rm::RmOptions rm;
-  std::string leftovers = "auto";
-  std::optional<std::uint32_t> reserve_object_slots;  // unset: 1 on device: (shared with the kernel), else 0
-  std::optional<std::uint32_t> reserve_session_slots;
-  std::string capture;  // --capture FILE: pcapng of the traffic; root only
-  bool fuse_debug = false;
-  std::string policy_file;
-  std::string profile;
-  std::string policy_group;
-};
 
 // --policy FILE, or --profile NAME (default: "default"); --policy-group names the group class for either.
 Result<rm::CommandPolicy> command_policy(const Settings& s) {
@@ -138,19 +102,6 @@ class Backgrounder {
   int fd_ = -1;
 };
 
-// A permission mode: octal digits only, at most 07777.
-CLI::Validator octal_mode() {
-  return CLI::Validator(
-      [](std::string& value) -> std::string {
-        if (value.empty() || value.size() > 5 || value.find_first_not_of("01234567") != std::string::npos) {
-          return "'" + value + "' is not an octal mode";
-        }
-        if (std::stoul(value, nullptr, 8) > 07777) return "'" + value + "' is above 07777";
-        return {};
-      },
-      "OCTAL<=07777");
-}
-
 Result<cuse::CuseDeviceOptions> device_options(const Settings& s) {
   cuse::CuseDeviceOptions options;
   options.name = s.name;
@@ -167,6 +118,12 @@ Result<cuse::CuseDeviceOptions> device_options(const Settings& s) {
     auto g = lookup_group(s.group);
     if (!g) return g.error();
     options.group = *g;
+  } else if (const ::group* tss = ::getgrnam(kDefaultNodeGroup)) {
+    options.group = tss->gr_gid;  // the tpm2-tss udev convention for the kernel's node: tss, 0660
+  }
+  if (s.major) {
+    options.dev_major = *s.major;
+    options.dev_minor = s.minor.value_or(0);
   }
   return options;
 }
@@ -264,6 +221,8 @@ int run(const Settings& s) {
                      kNodeLimit.count());
     device.stop();
   });
+  // Type=notify: READY=1 once the node serves, STATUS= and the watchdog's keep-alive while the RM worker answers.
+  ServiceNotifier notifier;
   bool drop_failed = false;
   auto result = device.run([&] {
     if (!watchdog.cancel()) return;  // too late: start-up has already failed
@@ -279,8 +238,23 @@ int run(const Settings& s) {
     }
     spdlog::info("event=ready device=/dev/{} pid={}", s.name, ::getpid());
     background.report(true);
+    const std::string node = "/dev/" + s.name;
+    // The probe waits for the worker at most a quarter of a tick: a command running longer than that (or a stuck
+    // worker) withholds that tick's keep-alive; WatchdogSec= bounds how long that may last.
+    const auto probe_wait = notifier.tick() / 4;
+    notifier.ready("serving " + node + ", generation " + std::to_string(supervisor.generation()),
+                   [&supervisor, node, probe_wait] {
+                     auto st = supervisor.status(probe_wait);
+                     if (!st) return ServiceNotifier::Probe{"serving " + node + ", waiting for the TPM backend", false};
+                     std::string line = "serving " + node + ", generation " + std::to_string(st->generation);
+                     if (!st->responsive) return ServiceNotifier::Probe{line + ", TPM worker busy", false};
+                     return ServiceNotifier::Probe{line + ", " + std::to_string(st->connections) + " connections, " +
+                                                       std::to_string(st->client_commands) + " commands",
+                                                   true};
+                   });
   });
   const bool node_missing = watchdog.finish();
+  notifier.stopping();
   spdlog::info("event=stopping device=/dev/{}", s.name);
   supervisor.shutdown(s.shutdown);
   background.report(false);
@@ -298,112 +272,7 @@ int run(const Settings& s) {
 
 int main(int argc, char** argv) {
   tpmrmd::daemon::Settings s;
-  CLI::App app{"tpmrmd: a userspace TPM 2.0 resource manager serving a /dev/tpmrm0-compatible CUSE device.\n"
-               "Without --tpm it starts and supervises its own swtpm (state in --state-dir)."};
-  app.set_version_flag("--version", std::string("tpmrmd ") + TPMRMD_VERSION);
-  app.add_option("--tpm", s.tpm, "Backend TPM: " + tpmrmd::chip::backend_spec_help() +
-                                     " (default: an embedded swtpm)");
-  app.add_option("--name", s.name, "Device node name under /dev")->capture_default_str();
-  app.add_option("--mode", s.mode, "Node permissions (octal, at most 07777)")->check(tpmrmd::daemon::octal_mode())->capture_default_str();
-  app.add_option("--owner", s.owner, "Node owner (user name or uid)");
-  app.add_option("--group", s.group, "Node group (group name or gid), e.g. tss");
-  app.add_option("--runas", s.runas,
-                 "Drop privileges to this user (name or uid; a uid without passwd entry gets the same number as "
-                 "gid) once the device exists and the TPM is open");
-  app.add_option("--swtpm-user", s.swtpm_user,
-                 "User the embedded swtpm runs as (default: the --runas user; must be it when --runas is given)");
-  app.add_option("--platform-auth", s.platform_auth,
-                 "Embedded swtpm's platform auth: random (set at every start, kept in memory, as firmware does) or "
-                 "empty (test rigs)")
-      ->check(CLI::IsMember({"random", "empty"}))
-      ->capture_default_str();
-  app.add_option("--provision", s.provision,
-                 "Embedded swtpm at first start (empty state): ek-cert (swtpm_setup: EKs, EK and platform "
-                 "certificates from a local CA in the state dir, NV locked) or none")
-      ->check(CLI::IsMember({"none", "ek-cert"}))
-      ->capture_default_str();
-  app.add_flag("--foreground,-f", s.foreground, "Stay in the foreground (systemd, tests)");
-  app.add_option("--state-dir", s.state_dir, "Embedded swtpm state")->capture_default_str();
-  app.add_option("--lock-dir", s.lock_dir, "Where the one-daemon-per-TPM locks live")->capture_default_str();
-  app.add_option("--log-level", s.log_level, "trace, debug, info, warn, error, critical, off")
-      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
-      ->capture_default_str();
-  const std::map<std::string, tpmrmd::chip::ShutdownMode> shutdown_modes = {
-      {"none", tpmrmd::chip::ShutdownMode::kNone},
-      {"clear", tpmrmd::chip::ShutdownMode::kClear},
-      {"state", tpmrmd::chip::ShutdownMode::kState}};
-  app.add_option("--shutdown", s.shutdown, "TPM2_Shutdown sent when the daemon stops: none, clear, state")
-      ->transform(CLI::CheckedTransformer(shutdown_modes, CLI::ignore_case))
-      ->default_str("clear");
-  app.add_option("--swtpm", s.swtpm, "swtpm program for the embedded default")->capture_default_str();
-  app.add_option("--discard-timeout", s.discard_timeout, "Seconds before an unread response is discarded (0: never)")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-  app.add_option("--duration-scale", s.duration_scale,
-                 "Multiplies every TPM command deadline (0: 10 for the embedded swtpm, 1 otherwise)")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-  app.add_option("--max-command", s.max_command, "Largest accepted write (E2BIG above)")
-      ->check(CLI::Range(10, 65536))
-      ->capture_default_str();
-  app.add_option("--max-objects", s.rm.max_objects_per_connection, "Transient objects per connection")
-      ->capture_default_str();
-  app.add_option("--max-sessions", s.rm.max_sessions_per_connection, "Sessions per connection")
-      ->capture_default_str();
-  app.add_option("--max-connections", s.rm.max_connections, "Open connections in total")->capture_default_str();
-  app.add_option("--max-connections-per-uid", s.rm.max_connections_per_uid,
-                 "Open connections one uid may hold (0: half of --max-connections)")
-      ->capture_default_str();
-  app.add_option("--max-objects-per-uid", s.rm.max_objects_per_uid,
-                 "Transient objects one uid may hold over all its connections (0: no per-uid limit)")
-      ->capture_default_str();
-  app.add_option("--max-sessions-per-uid", s.rm.max_sessions_per_uid,
-                 "Sessions one uid may hold over all its connections (0: half of the TPM's active sessions)")
-      ->capture_default_str();
-  app.add_flag("--root-exempt-from-uid-caps", s.rm.root_exempt_from_uid_caps,
-               "Hold root to the global limits only, not to the per-uid connection and object caps (root still "
-               "gets only its share of sessions and of the TPM's time)");
-  app.add_option("--max-abandoned-sessions", s.rm.max_abandoned_sessions,
-                 "Client-saved sessions kept after their connection closed")
-      ->capture_default_str();
-  app.add_option("--leftovers", s.leftovers,
-                 "Handles already in the TPM at each registration: flush (a TPM only tpmrmd uses), keep (a shared "
-                 "one: left alone, their slots not used), auto (flush for the embedded swtpm, swtpm:, tis:, crb:; "
-                 "keep for device:, tcti:)")
-      ->check(CLI::IsMember({"auto", "flush", "keep"}))
-      ->capture_default_str();
-  app.add_option("--reserve-object-slots", s.reserve_object_slots,
-                 "TPM object slots kept free between commands for other users of a shared TPM (default: 1 on "
-                 "device:, 0 otherwise)");
-  app.add_option("--reserve-session-slots", s.reserve_session_slots,
-                 "TPM session slots kept free the same way (default: 1 on device:, 0 otherwise)");
-  app.add_flag("--rc-mode", s.rm.rc_mode, "Report RM errors as RM-layer response codes instead of errno");
-  auto* policy_opt = app.add_option("--policy", s.policy_file,
-                                    "Command policy file (JSON; docs/rm.md, \"Command policy\"): which commands root, "
-                                    "the --policy-group and everyone else may run")
-                         ->check(CLI::ExistingFile);
-  app.add_option("--profile", s.profile,
-                 "Built-in command policy when there is no --policy: default (every command, as the kernel's "
-                 "/dev/tpmrm0) or strict (non-root callers may not run the commands that change the TPM for "
-                 "everyone, nor unknown or vendor commands)")
-      ->check(CLI::IsMember({"default", "strict"}))
-      ->excludes(policy_opt)
-      ->default_str("default");
-  app.add_option("--policy-group", s.policy_group,
-                 "Group (name or gid) whose members, by primary or supplementary group, form the policy's group "
-                 "class; overrides the file's \"group\"");
-  app.add_flag("--fuse-debug", s.fuse_debug, "libfuse request tracing");
-  app.add_option("--capture", s.capture,
-                 "Write every client's and the TPM's traffic to this new pcapng file (0600; root only; holds "
-                 "secrets: for debugging a client)");
-  app.footer("Exit status: 0 ok, 1 run-time failure (start-up refused, backend or CUSE failed), 2 usage or\n"
-             "configuration error (bad option or value, unknown user or group).");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    // --help and --version are "errors" with exit code 0; every real parse error is a usage error.
-    const int printed = app.exit(e);
-    return printed == 0 ? tpmrmd::daemon::kExitOk : tpmrmd::daemon::kExitUsage;
-  }
+  auto app = tpmrmd::daemon::make_app(s);
+  if (auto exit = tpmrmd::daemon::parse_command_line(*app, argc, argv)) return *exit;
   return tpmrmd::daemon::run(s);
 }

@@ -80,6 +80,22 @@ Result<std::shared_ptr<device::Connection>> Supervisor::open(const rm::ClientInf
   return c;
 }
 
+std::optional<Supervisor::Status> Supervisor::status(std::chrono::milliseconds within) const {
+  Current current;
+  {
+    std::lock_guard lock(mutex_);
+    current = current_;
+  }
+  if (!current.backend || current.backend->gone()) return std::nullopt;
+  Status status{.generation = current.generation};
+  if (auto counters = current.backend->counters(within)) {
+    status.responsive = true;
+    status.connections = counters->connections_open;
+    status.client_commands = counters->client_commands;
+  }
+  return status;
+}
+
 std::uint64_t Supervisor::generation() const {
   std::lock_guard lock(mutex_);
   return current_.backend ? current_.generation : 0;

@@ -70,6 +70,17 @@ class Supervisor {
   // The current backend's generation (1 for the first registration); 0 while none is registered.
   std::uint64_t generation() const;
 
+  // A summary for the service manager's STATUS= and watchdog: nothing while no backend is registered; else its
+  // generation and, when its RM worker answered within `within`, connection and command counts (`responsive`
+  // false: the worker is busy with one long command or stuck). Another richer snapshot API may supersede this.
+  struct Status {
+    std::uint64_t generation = 0;
+    bool responsive = false;
+    std::uint64_t connections = 0;
+    std::uint64_t client_commands = 0;
+  };
+  std::optional<Status> status(std::chrono::milliseconds within) const;
+
   // Stops supervising (joins the thread), then ends the current backend (flush, TPM2_Shutdown(mode)) and the
   // embedded swtpm. Idempotent.
   void shutdown(chip::ShutdownMode mode);

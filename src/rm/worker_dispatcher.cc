@@ -160,6 +160,24 @@ Counters WorkerDispatcher::counters() {
   return future.get();
 }
 
+std::optional<Counters> WorkerDispatcher::counters(std::chrono::milliseconds within) {
+  // The task owns the promise: one the caller stopped waiting for is still fulfilled (and dropped) later.
+  auto promise = std::make_shared<std::promise<Counters>>();
+  auto future = promise->get_future();
+  {
+    std::unique_lock lock(mutex_);
+    if (std::this_thread::get_id() == worker_id_) {
+      lock.unlock();
+      return rm_.counters();
+    }
+    if (stopped_) return Counters{};
+    tasks_.emplace_back([this, promise] { promise->set_value(rm_.counters()); });
+  }
+  wake_.notify_one();
+  if (future.wait_for(within) != std::future_status::ready) return std::nullopt;
+  return future.get();
+}
+
 void WorkerDispatcher::run() {
   {
     std::lock_guard lock(mutex_);

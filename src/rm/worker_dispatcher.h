@@ -8,11 +8,13 @@
 // answered with an error (ENOMEM for std::bad_alloc, EIO otherwise) and the worker carries on.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "rm/dispatcher.h"
@@ -42,6 +44,9 @@ class WorkerDispatcher final : public Dispatcher {
   void close(ConnectionId id) override;
   void cancel(ConnectionId id) override;
   Counters counters() override;
+  // counters(), unless the worker does not take the request within `within` (it is busy with one long command,
+  // or stuck): then nothing. A liveness probe for the service watchdog; zeros after stop(), like counters().
+  std::optional<Counters> counters(std::chrono::milliseconds within);
 
  private:
   using Job = FairQueue::Job;
