@@ -20,6 +20,7 @@
 #include "chip/driver.h"
 #include "device/connection.h"
 #include "rm/rm_options.h"
+#include "rm/snapshot.h"
 #include "rm/tpm_port.h"
 #include "util/result.h"
 
@@ -61,6 +62,8 @@ class Backend final : public device::BackendGate, public std::enable_shared_from
   std::string description() const { return description_; }
   std::string identity() const { return identity_; }
   rm::Counters counters();
+  rm::Snapshot snapshot();        // taken on the RM's worker thread; zeros once stopped
+  std::size_t flush_abandoned();  // on the worker; how many abandoned sessions were flushed
 
  private:
   Backend() = default;

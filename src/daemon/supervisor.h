@@ -23,6 +23,7 @@
 #include "daemon/platform_auth.h"
 #include "device/connection.h"
 #include "rm/rm_options.h"
+#include "rm/snapshot.h"
 #include "util/result.h"
 
 namespace tpmrmd::daemon {
@@ -46,6 +47,15 @@ struct SupervisorOptions {
   PlatformAuthMode platform_auth = PlatformAuthMode::kRandom;
 };
 
+// The current backend as the control server shows it.
+struct BackendSnapshot {
+  std::uint64_t generation = 0;
+  std::string description;
+  std::string identity;
+  std::chrono::system_clock::time_point registered_at{};
+  rm::Snapshot rm;
+};
+
 class Supervisor {
  public:
   // `swtpm`, if given, must outlive the supervisor; it is started for every generation and stopped on shutdown.
@@ -67,6 +77,11 @@ class Supervisor {
   // The current backend's generation (1 for the first registration); 0 while none is registered.
   std::uint64_t generation() const;
 
+  // A snapshot of the current backend (its RM's taken on the worker thread); nullopt while none is registered.
+  std::optional<BackendSnapshot> snapshot();
+  // Flushes the current backend's abandoned sessions; how many (0 without a backend).
+  std::size_t flush_abandoned();
+
   // Stops supervising (joins the thread), then ends the current backend (flush, TPM2_Shutdown(mode)) and the
   // embedded swtpm. Idempotent.
   void shutdown(chip::ShutdownMode mode);
@@ -75,6 +90,7 @@ class Supervisor {
   struct Current {
     std::shared_ptr<Backend> backend;
     std::uint64_t generation = 0;
+    std::chrono::system_clock::time_point registered_at{};
   };
 
   Result<void> register_backend();
