@@ -153,7 +153,7 @@ void ControlServer::serve(int fd) {
   }
   response += '\n';
   for (std::size_t off = 0; off < response.size();) {
-    const ssize_t n = ::write(fd, response.data() + off, response.size() - off);
+    const ssize_t n = ::send(fd, response.data() + off, response.size() - off, MSG_NOSIGNAL);  // a gone client is no signal
     if (n <= 0) return;
     off += static_cast<std::size_t>(n);
   }

@@ -32,7 +32,7 @@ namespace tpmrmd::daemon {
 
 struct ControlServerOptions {
   std::string path;
-  std::optional<gid_t> group;  // the node's group: the socket's group and the read-only class
+  std::optional<gid_t> group{};  // the node's group: the socket's group and the read-only class
   std::chrono::milliseconds io_timeout{2000};  // a client that sends nothing (or reads nothing) is dropped
 };
 

@@ -19,6 +19,7 @@
 #include "chip/backend_spec.h"
 #include "chip/driver_factory.h"
 #include "cuse/cuse_device.h"
+#include "daemon/control_server.h"
 #include "daemon/embedded_swtpm.h"
 #include "daemon/logging.h"
 #include "daemon/node_watchdog.h"
@@ -62,6 +63,7 @@ struct Settings {
   std::string policy_file;
   std::string profile;
   std::string policy_group;
+  std::optional<std::string> control_socket;  // unset: <lock-dir>/control; empty: none
 };
 
 // --policy FILE, or --profile NAME (default: "default"); --policy-group names the group class for either.
@@ -236,6 +238,15 @@ int run(const Settings& s) {
     return kExitRuntime;
   }
 
+  // Before the privilege drop (in device.run below): see control_server.h for why.
+  std::unique_ptr<ControlServer> control;
+  if (const std::string path = s.control_socket.value_or(s.lock_dir + "/control"); !path.empty()) {
+    auto started = ControlServer::start({.path = path, .group = device_opts->group},
+                                        {.snapshot = [&supervisor] { return supervisor.snapshot(); },
+                                         .flush_abandoned = [&supervisor] { return supervisor.flush_abandoned(); }});
+    if (started) control = std::move(*started);
+    else spdlog::error("event=control-socket-failed error=\"{}\"", describe(started.error()));
+  }
   const device::ConnectionOptions connection_options = device_opts->connection;
   cuse::CuseDevice device(*device_opts, [&supervisor, connection_options](const rm::ClientInfo& client) {
     return supervisor.open(client, connection_options);
@@ -265,6 +276,7 @@ int run(const Settings& s) {
   });
   const bool node_missing = watchdog.finish();
   spdlog::info("event=stopping device=/dev/{}", s.name);
+  if (control) control->stop();
   supervisor.shutdown(s.shutdown);
   background.report(false);
   if (drop_failed || node_missing) return kExitRuntime;
@@ -375,6 +387,8 @@ int main(int argc, char** argv) {
   app.add_option("--policy-group", s.policy_group,
                  "Group (name or gid) whose members, by primary or supplementary group, form the policy's group "
                  "class; overrides the file's \"group\"");
+  app.add_option("--control-socket", s.control_socket,
+                 "tpmrmctl's control socket (0660, the --group's; empty: none; default: <lock-dir>/control)");
   app.add_flag("--fuse-debug", s.fuse_debug, "libfuse request tracing");
   app.footer("Exit status: 0 ok, 1 run-time failure (start-up refused, backend or CUSE failed), 2 usage or\n"
              "configuration error (bad option or value, unknown user or group).");
