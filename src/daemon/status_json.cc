@@ -33,7 +33,8 @@ json histogram_json(const rm::LatencyHistogram& h) {
 }
 
 std::string firmware(std::uint64_t v) {
-  return fmt::format("{}.{}.{}.{}", v >> 48, (v >> 32) & 0xFFFF, (v >> 16) & 0xFFFF, v & 0xFFFF);
+  // FIRMWARE_VERSION_1 and _2 as the TPM reports them: their meaning is the vendor's (swtpm: a date, then 0).
+  return fmt::format("{:08x}.{:08x}", v >> 32, v & 0xFFFFFFFFu);
 }
 
 std::string family(std::uint32_t f) {

@@ -93,7 +93,7 @@ awk '
   END { exit bad }' "$work/metrics.txt" || fail "metrics do not parse"
 grep -q '^tpmrmd_connections 3$' "$work/metrics.txt" || fail "metrics: connections"
 grep -q '^tpmrmd_objects 3$' "$work/metrics.txt" || fail "metrics: objects"
-grep -q '^tpmrmd_commands_total{command="CreatePrimary",rc_class="success"} 2$' "$work/metrics.txt" \
+grep -q '^tpmrmd_commands_total{command="CreatePrimary",rc_class="success"} 3$' "$work/metrics.txt" \
   || fail "metrics: CreatePrimary count"
 grep -q '^tpmrmd_commands_total{command="StartAuthSession",rc_class="success"} 3$' "$work/metrics.txt" \
   || fail "metrics: StartAuthSession count"
