@@ -129,7 +129,8 @@ std::string metrics_text(const DaemonStatus& status) {
   w.single("objects", "gauge", "Transient objects the RM manages (resident or saved).", s.objects_total);
   w.family("sessions", "gauge", "Sessions the RM manages, by state.");
   w.sample("sessions", s.sessions_resident, "state=\"loaded\"");
-  w.sample("sessions", s.sessions_saved - s.sessions_abandoned, "state=\"saved\"");
+  w.sample("sessions", s.sessions_saved > s.sessions_abandoned ? s.sessions_saved - s.sessions_abandoned : 0,
+           "state=\"saved\"");
   w.sample("sessions", s.sessions_abandoned, "state=\"abandoned\"");
   w.single("active_sessions_max", "gauge", "The TPM's limit on active (loaded or saved) sessions.",
            s.active_sessions_max);
