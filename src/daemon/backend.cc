@@ -63,6 +63,8 @@ void Backend::stop(chip::ShutdownMode mode) {
 }
 
 rm::Counters Backend::counters() { return worker_ ? worker_->counters() : rm::Counters{}; }
+rm::Snapshot Backend::snapshot() { return worker_ ? worker_->snapshot() : rm::Snapshot{}; }
+std::size_t Backend::flush_abandoned() { return worker_ ? worker_->flush_abandoned() : 0; }
 
 std::optional<rm::Counters> Backend::counters(std::chrono::milliseconds within) {
   return worker_ ? worker_->counters(within) : rm::Counters{};

@@ -21,6 +21,7 @@
 #include "chip/driver.h"
 #include "device/connection.h"
 #include "rm/rm_options.h"
+#include "rm/snapshot.h"
 #include "rm/tpm_port.h"
 #include "util/result.h"
 
@@ -69,6 +70,8 @@ class Backend final : public device::BackendGate, public std::enable_shared_from
   rm::Counters counters();
   // counters() if the RM worker answers within `within`; nothing while it is busy or stuck (see the watchdog).
   std::optional<rm::Counters> counters(std::chrono::milliseconds within);
+  rm::Snapshot snapshot();        // taken on the RM's worker thread; zeros once stopped
+  std::size_t flush_abandoned();  // on the worker; how many abandoned sessions were flushed
 
  private:
   Backend() = default;

@@ -16,6 +16,7 @@
 
 #include "chip/backend_spec.h"
 #include "cuse/cuse_device.h"
+#include "daemon/control_server.h"
 #include "daemon/embedded_swtpm.h"
 #include "daemon/logging.h"
 #include "daemon/node_watchdog.h"
@@ -210,6 +211,15 @@ int run(const Settings& s) {
     return kExitRuntime;
   }
 
+  // Before the privilege drop (in device.run below): see control_server.h for why.
+  std::unique_ptr<ControlServer> control;
+  if (const std::string path = s.control_socket.value_or(s.lock_dir + "/control"); !path.empty()) {
+    auto started = ControlServer::start({.path = path, .group = device_opts->group},
+                                        {.snapshot = [&supervisor] { return supervisor.snapshot(); },
+                                         .flush_abandoned = [&supervisor] { return supervisor.flush_abandoned(); }});
+    if (started) control = std::move(*started);
+    else spdlog::error("event=control-socket-failed error=\"{}\"", describe(started.error()));
+  }
   const device::ConnectionOptions connection_options = device_opts->connection;
   cuse::CuseDevice device(*device_opts, [&supervisor, connection_options](const rm::ClientInfo& client) {
     return supervisor.open(client, connection_options);
@@ -256,6 +266,7 @@ int run(const Settings& s) {
   const bool node_missing = watchdog.finish();
   notifier.stopping();
   spdlog::info("event=stopping device=/dev/{}", s.name);
+  if (control) control->stop();
   supervisor.shutdown(s.shutdown);
   background.report(false);
   if (drop_failed || node_missing) return kExitRuntime;

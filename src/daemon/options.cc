@@ -127,6 +127,8 @@ std::unique_ptr<CLI::App> make_app(Settings& s, const std::string& default_confi
   app->add_option("--policy-group", s.policy_group,
                  "Group (name or gid) whose members, by primary or supplementary group, form the policy's group "
                  "class; overrides the file's \"group\"");
+  app->add_option("--control-socket", s.control_socket,
+                  "tpmrmctl's control socket (0660, the --group's; empty: none; default: <lock-dir>/control)");
   app->add_flag("--fuse-debug", s.fuse_debug, "libfuse request tracing");
   app->add_option("--capture", s.capture,
                   "Write every client's and the TPM's traffic to this new pcapng file (0600; root only; holds "

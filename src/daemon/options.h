@@ -58,6 +58,7 @@ struct Settings {
   std::string policy_file;
   std::string profile;
   std::string policy_group;
+  std::optional<std::string> control_socket;  // unset: <lock-dir>/control; empty: none
 };
 
 // The app filling `s` (which must outlive it); `default_config` is --config's default (tests pass their own).

@@ -52,7 +52,7 @@ Result<void> Supervisor::register_backend() {
   auto backend = Backend::start(std::move(*driver), options_.rm, chip_options, provision, options_.capture);
   if (!backend) return backend.error();
   std::lock_guard lock(mutex_);
-  current_ = Current{std::move(*backend), ++generations_};
+  current_ = Current{std::move(*backend), ++generations_, std::chrono::system_clock::now()};
   spdlog::info("event=backend-registered generation={} backend=\"{}\" identity=\"{}\"", current_.generation,
                current_.backend->description(), current_.backend->identity());
   return {};
@@ -99,6 +99,27 @@ std::optional<Supervisor::Status> Supervisor::status(std::chrono::milliseconds w
 std::uint64_t Supervisor::generation() const {
   std::lock_guard lock(mutex_);
   return current_.backend ? current_.generation : 0;
+}
+
+std::optional<BackendSnapshot> Supervisor::snapshot() {
+  Current current;
+  {
+    std::lock_guard lock(mutex_);
+    current = current_;
+  }
+  // Outside mutex_: the worker answers while the supervisor goes on polling.
+  if (!current.backend) return std::nullopt;
+  return BackendSnapshot{current.generation, current.backend->description(), current.backend->identity(),
+                         current.registered_at, current.backend->snapshot()};
+}
+
+std::size_t Supervisor::flush_abandoned() {
+  std::shared_ptr<Backend> backend;
+  {
+    std::lock_guard lock(mutex_);
+    backend = current_.backend;
+  }
+  return backend ? backend->flush_abandoned() : 0;
 }
 
 void Supervisor::shutdown(chip::ShutdownMode mode) {

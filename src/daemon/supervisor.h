@@ -24,6 +24,7 @@
 #include "daemon/platform_auth.h"
 #include "device/connection.h"
 #include "rm/rm_options.h"
+#include "rm/snapshot.h"
 #include "util/result.h"
 
 namespace tpmrmd::daemon {
@@ -47,6 +48,15 @@ struct SupervisorOptions {
   PlatformAuthMode platform_auth = PlatformAuthMode::kRandom;
   // --capture: every generation's traffic goes to this one file (docs/daemon.md, "Capturing traffic").
   std::shared_ptr<PcapngWriter> capture;
+};
+
+// The current backend as the control server shows it.
+struct BackendSnapshot {
+  std::uint64_t generation = 0;
+  std::string description;
+  std::string identity;
+  std::chrono::system_clock::time_point registered_at{};
+  rm::Snapshot rm;
 };
 
 class Supervisor {
@@ -80,6 +90,10 @@ class Supervisor {
     std::uint64_t client_commands = 0;
   };
   std::optional<Status> status(std::chrono::milliseconds within) const;
+  // A snapshot of the current backend (its RM's taken on the worker thread); nullopt while none is registered.
+  std::optional<BackendSnapshot> snapshot();
+  // Flushes the current backend's abandoned sessions; how many (0 without a backend).
+  std::size_t flush_abandoned();
 
   // Stops supervising (joins the thread), then ends the current backend (flush, TPM2_Shutdown(mode)) and the
   // embedded swtpm. Idempotent.
@@ -89,6 +103,7 @@ class Supervisor {
   struct Current {
     std::shared_ptr<Backend> backend;
     std::uint64_t generation = 0;
+    std::chrono::system_clock::time_point registered_at{};
   };
 
   Result<void> register_backend();

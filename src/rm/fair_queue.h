@@ -29,6 +29,7 @@ class FairQueue {
   struct Job {
     Bytes command;
     Dispatcher::Completion completion;
+    std::chrono::steady_clock::time_point queued{};  // when it was submitted: the command's latency starts here
   };
   struct Taken {
     ConnectionId connection = 0;

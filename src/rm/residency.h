@@ -95,6 +95,10 @@ class Residency {
   // (kKeep): never flushed, and its slots not counted as the RM's to use. Logged either way.
   RmResult<void> take_over(Leftovers policy);
   const TpmHandles& foreign() const { return foreign_; }
+  // The slots the RM plans with, and the highest session context sequence seen (for status output).
+  std::size_t object_capacity() const { return object_capacity_; }
+  std::size_t session_capacity() const { return session_capacity_; }
+  std::uint64_t last_sequence() const { return last_sequence_; }
   // FlushContext(handle) on the RM's behalf; false (and a warning) if the TPM refused it.
   bool flush(TPM2_HANDLE handle);
 

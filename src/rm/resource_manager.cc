@@ -77,6 +77,8 @@ Result<void> ResourceManager::open(ConnectionId id, const ClientInfo& client) {
   Space space;
   space.id = id;
   space.client = client;
+  space.counters.opened_at = std::chrono::system_clock::now();
+  ++counters_.connections_opened;
   spaces_.emplace(id, std::move(space));
   uid_connections_[client.uid].insert(id);
   spdlog::debug("event=open conn={} uid={} gid={} pid={} comm=\"{}\"", id, client.uid, client.gid, client.pid,
@@ -93,6 +95,7 @@ Result<Bytes> ResourceManager::answer(Space& space, const RmError& error) {
   if (error.kind == RmError::Kind::kTransport) return make_error(error.error, error.message);
   ++space.counters.refusals;
   ++counters_.refusals;
+  ++counters_.refusals_by_reason[static_cast<std::size_t>(refusal_reason(error.rc))];
   // Hitting a limit is worth an operator's attention (who, and which limit); other refusals are the client's bug.
   const bool limit = error.rc == kRmObjectMemory || error.rc == kRmSessionMemory;
   // Those warnings come in floods when a client loops on its limit: at most one per uid and interval, with the
@@ -114,6 +117,37 @@ Result<Bytes> ResourceManager::answer(Space& space, const RmError& error) {
 Result<Bytes> ResourceManager::execute(ConnectionId id, ByteSpan command) {
   Space* space = find_space(id);
   if (!space) return make_error(EBADF, fmt::format("connection {} is not open", id));
+  const auto start = std::chrono::steady_clock::now();
+  const std::uint64_t refusals = space->counters.refusals;
+  Result<Bytes> result = execute_command(*space, command);
+  // execute_command never closes a space, so `space` is still the connection's.
+  account(*space, command, result, space->counters.refusals != refusals, std::chrono::steady_clock::now() - start);
+  return result;
+}
+
+void ResourceManager::account(Space& space, ByteSpan command, const Result<Bytes>& result, bool refused,
+                              std::chrono::nanoseconds took) {
+  ConnectionCounters& c = space.counters;
+  const std::uint32_t cc = command.size() >= 10 ? tpm::load_u32(command, 6) : 0;
+  c.last_cc = cc;
+  c.last_rc = 0;
+  c.last_errno = 0;
+  RcClass rc_class = refused ? RcClass::kRefusal : RcClass::kError;
+  if (result) {
+    auto rc = tpm::response_code(*result);
+    c.last_rc = rc ? *rc : 0;
+    if (!refused && rc) rc_class = classify_rc(*rc);
+  } else {
+    c.last_errno = result.error().code;
+  }
+  // A map node the first time a code is seen; a lookup among the few dozen codes clients use after that.
+  ++counters_.by_command[cc][static_cast<std::size_t>(rc_class)];
+  c.tpm_time += took;
+  counters_.tpm_time.observe(took);
+}
+
+Result<Bytes> ResourceManager::execute_command(Space& space_ref, ByteSpan command) {
+  Space* space = &space_ref;
   ++space->counters.commands;
   if (!tpm_.available()) return make_error(ENODEV, "TPM backend is gone");
   residency_.tick();
@@ -454,9 +488,45 @@ Counters ResourceManager::counters() const {
     ConnectionCounters c = space.counters;
     c.objects = static_cast<std::uint32_t>(space.objects.size());
     c.sessions = static_cast<std::uint32_t>(residency_.sessions().owned(id).size());
-    out.per_connection.emplace(id, c);
+    c.pid = space.client.pid;
+    c.uid = space.client.uid;
+    c.comm = space.client.comm;
+    out.per_connection.emplace(id, std::move(c));
   }
   return out;
+}
+
+Snapshot ResourceManager::snapshot() const {
+  Snapshot out;
+  out.counters = counters();
+  const tpm::TpmInfo& info = tpm_.info();
+  out.tpm = TpmIdentity{info.manufacturer, info.vendor_string, info.firmware_version, info.family, info.revision};
+  SlotUse& slots = out.slots;
+  const auto u32 = [](std::size_t n) { return static_cast<std::uint32_t>(n); };
+  slots.objects_resident = u32(residency_.objects().resident_count());
+  slots.objects_total = u32(residency_.objects().size());
+  slots.object_slots = u32(residency_.object_capacity());
+  slots.tpm_object_slots = info.hr_transient_min;
+  slots.sessions_resident = u32(residency_.sessions().resident_count());
+  slots.sessions_total = u32(residency_.sessions().size());
+  slots.sessions_saved = slots.sessions_total - slots.sessions_resident;
+  slots.sessions_abandoned = u32(residency_.sessions().abandoned_count());
+  slots.session_slots = u32(residency_.session_capacity());
+  slots.tpm_session_slots = info.hr_loaded_min;
+  slots.active_sessions_max = info.active_sessions_max;
+  slots.context_gap_max = info.context_gap_max;
+  if (auto oldest = residency_.sessions().oldest_saved()) {
+    const SessionEntry* s = residency_.sessions().find(*oldest);
+    if (s && residency_.last_sequence() >= s->sequence) slots.context_gap = residency_.last_sequence() - s->sequence;
+  }
+  out.policy = options_.policy.describe();
+  return out;
+}
+
+std::size_t ResourceManager::flush_abandoned() {
+  const std::size_t before = residency_.sessions().abandoned_count();
+  residency_.flush_abandoned(tpm_.available());
+  return before - residency_.sessions().abandoned_count();
 }
 
 }  // namespace tpmrmd::rm

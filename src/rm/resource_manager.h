@@ -10,6 +10,7 @@
 
 #include <tss2/tss2_tpm2_types.h>
 
+#include <chrono>
 #include <map>
 #include <set>
 
@@ -20,6 +21,7 @@
 #include "rm/residency.h"
 #include "rm/rm_error.h"
 #include "rm/rm_options.h"
+#include "rm/snapshot.h"
 #include "rm/space.h"
 #include "rm/tpm_port.h"
 #include "util/bytes.h"
@@ -48,6 +50,10 @@ class ResourceManager {
   void shutdown();
 
   Counters counters() const;
+  // Counters plus slot use, what the RM knows of the TPM and the policy in force.
+  Snapshot snapshot() const;
+  // Flushes every abandoned session (client-saved sessions whose connection closed); returns how many.
+  std::size_t flush_abandoned();
   std::size_t connection_count() const { return spaces_.size(); }
   std::size_t abandoned_sessions() const { return residency_.sessions().abandoned_count(); }
   const RmOptions& options() const { return options_; }
@@ -58,6 +64,10 @@ class ResourceManager {
 
  private:
   Space* find_space(ConnectionId id);
+  // One client command, unaccounted; execute() wraps it with the per-command accounting.
+  Result<Bytes> execute_command(Space& space, ByteSpan command);
+  void account(Space& space, ByteSpan command, const Result<Bytes>& result, bool refused,
+               std::chrono::nanoseconds took);
   // What the client gets for an RM error: an rc response or an errno, per kind and error mode.
   Result<Bytes> answer(Space& space, const RmError& error);
 

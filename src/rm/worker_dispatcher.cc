@@ -90,7 +90,7 @@ void WorkerDispatcher::submit(ConnectionId id, Bytes command, Completion complet
     std::lock_guard lock(mutex_);
     auto it = open_.find(id);
     if (!stopped_ && it != open_.end() && !it->second.closing) {
-      Job job{std::move(command), std::move(completion)};
+      Job job{std::move(command), std::move(completion), std::chrono::steady_clock::now()};
       queue_.push(id, job);
       wake_.notify_one();
       return;
@@ -144,38 +144,51 @@ void WorkerDispatcher::cancel(ConnectionId id) {
   wake_.notify_one();
 }
 
-Counters WorkerDispatcher::counters() {
-  auto promise = std::make_shared<std::promise<Counters>>();
+template <typename T, typename Fn>
+std::optional<T> WorkerDispatcher::on_worker(Fn fn, T fallback, std::optional<std::chrono::milliseconds> within) {
+  // The task owns the promise: one the caller stopped waiting for is still fulfilled (and dropped) later.
+  auto promise = std::make_shared<std::promise<T>>();
   auto future = promise->get_future();
   {
     std::unique_lock lock(mutex_);
     if (std::this_thread::get_id() == worker_id_) {
       lock.unlock();
-      return rm_.counters();  // called from a completion: the worker is this thread
+      return fn();  // called from a completion: the worker is this thread
     }
-    if (stopped_) return Counters{};
-    tasks_.emplace_back([this, promise] { promise->set_value(rm_.counters()); });
+    if (stopped_) return fallback;
+    tasks_.emplace_back([promise, fn] { promise->set_value(fn()); });
   }
   wake_.notify_one();
+  if (within && future.wait_for(*within) != std::future_status::ready) return std::nullopt;
   return future.get();
 }
 
 std::optional<Counters> WorkerDispatcher::counters(std::chrono::milliseconds within) {
-  // The task owns the promise: one the caller stopped waiting for is still fulfilled (and dropped) later.
-  auto promise = std::make_shared<std::promise<Counters>>();
-  auto future = promise->get_future();
-  {
-    std::unique_lock lock(mutex_);
-    if (std::this_thread::get_id() == worker_id_) {
-      lock.unlock();
-      return rm_.counters();
-    }
-    if (stopped_) return Counters{};
-    tasks_.emplace_back([this, promise] { promise->set_value(rm_.counters()); });
-  }
-  wake_.notify_one();
-  if (future.wait_for(within) != std::future_status::ready) return std::nullopt;
-  return future.get();
+  return on_worker<Counters>([this] { return counters_on_worker(); }, Counters{}, within);
+}
+
+Counters WorkerDispatcher::counters() {
+  return *on_worker<Counters>([this] { return counters_on_worker(); }, Counters{});
+}
+
+Counters WorkerDispatcher::counters_on_worker() {
+  Counters c = rm_.counters();
+  c.command_latency = command_latency_;
+  return c;
+}
+
+Snapshot WorkerDispatcher::snapshot() {
+  return *on_worker<Snapshot>(
+      [this] {
+        Snapshot s = rm_.snapshot();
+        s.counters.command_latency = command_latency_;
+        return s;
+      },
+      Snapshot{});
+}
+
+std::size_t WorkerDispatcher::flush_abandoned() {
+  return *on_worker<std::size_t>([this] { return rm_.flush_abandoned(); }, 0);
 }
 
 void WorkerDispatcher::run() {
@@ -225,6 +238,8 @@ FairQueue::Cost WorkerDispatcher::run_job(FairQueue::Taken& taken) {
     result = barrier("executing a command");
   }
   const auto cost = std::chrono::duration_cast<FairQueue::Cost>(std::chrono::steady_clock::now() - start);
+  // Queued to answered: the completion is the front-end's time and not part of it.
+  command_latency_.observe(std::chrono::steady_clock::now() - taken.job.queued);
   try {
     taken.job.completion(std::move(result));
   } catch (...) {

@@ -47,6 +47,10 @@ class WorkerDispatcher final : public Dispatcher {
   // counters(), unless the worker does not take the request within `within` (it is busy with one long command,
   // or stuck): then nothing. A liveness probe for the service watchdog; zeros after stop(), like counters().
   std::optional<Counters> counters(std::chrono::milliseconds within);
+  // Counters, slot use, the TPM's identity and the policy, taken on the worker in one go; zeros after stop().
+  Snapshot snapshot();
+  // Flushes the abandoned sessions (client-saved sessions of closed connections) on the worker; how many.
+  std::size_t flush_abandoned();
 
  private:
   using Job = FairQueue::Job;
@@ -56,6 +60,11 @@ class WorkerDispatcher final : public Dispatcher {
   };
 
   void run();
+  // Runs `fn` on the worker and returns its result (directly when called on the worker itself); `fallback`
+  // once stopped; nothing when `within` is given and the worker did not finish `fn` in that time.
+  template <typename T, typename Fn>
+  std::optional<T> on_worker(Fn fn, T fallback, std::optional<std::chrono::milliseconds> within = std::nullopt);
+  Counters counters_on_worker();
   FairQueue::Cost run_job(FairQueue::Taken& taken);  // on the worker, without mutex_; returns the RM's time
 
   TpmPort& tpm_;
@@ -69,6 +78,7 @@ class WorkerDispatcher final : public Dispatcher {
   std::size_t open_connections_ = 0;
   std::map<uid_t, std::size_t> connections_per_uid_;  // counted here so open() needs no trip to the worker
   bool stopped_ = false;  // stop() began: nothing new reaches the worker, which drains its last task and exits
+  LatencyHistogram command_latency_;  // worker only: submit to completion of every client command
   std::thread::id worker_id_;
   std::thread worker_;
 };

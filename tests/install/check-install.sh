@@ -15,6 +15,7 @@ expect() {  # a path pattern under the destdir
 }
 expect '*/sbin/tpmrmd'
 expect '*/bin/tpm-probe'
+expect '*/bin/tpmrmctl'
 expect '*/systemd/system/tpmrmd.service'
 expect '*/sysusers.d/tpmrmd.conf'
 expect '*etc/tpmrmd/tpmrmd.conf'
@@ -22,7 +23,7 @@ expect '*/share/tpmrmd/command-policy.json'
 expect '*/bash-completion/completions/tpmrmd'
 expect '*/share/doc/tpmrmd/daemon.md'
 expect '*/share/doc/tpmrmd/README.md'
-[[ $with_man == true ]] && expect '*/man8/tpmrmd.8'
+[[ $with_man == true ]] && expect '*/man8/tpmrmd.8' && expect '*/man8/tpmrmctl.8'
 unit=$(cd "$dest" && find . -path '*/systemd/system/tpmrmd.service' | head -1)
 if [[ -n $unit ]]; then
   if grep -n '@[A-Za-z_]*@' "$dest/$unit"; then echo "FAIL: unsubstituted variables in the unit"; fail=1; fi
