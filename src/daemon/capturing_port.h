@@ -43,11 +43,11 @@ class CapturingDispatcher final : public rm::Dispatcher {
   Result<rm::ConnectionId> open(const rm::ClientInfo& client) override { return inner_.open(client); }
   void submit(rm::ConnectionId id, Bytes command, Completion completion) override {
     capture_->command(id, command);
-    inner_.submit(id, std::move(command),
-                  [capture = capture_, id, completion = std::move(completion)](Result<Bytes> response) {
-                    if (response) capture->response(id, *response);
-                    completion(std::move(response));
-                  });
+    inner_.submit(id, std::move(command), recording(id, std::move(completion)));
+  }
+  void submit_blocking(rm::ConnectionId id, Bytes command, Completion completion) override {
+    capture_->command(id, command);
+    inner_.submit_blocking(id, std::move(command), recording(id, std::move(completion)));
   }
   void close(rm::ConnectionId id) override {
     inner_.close(id);
@@ -57,6 +57,13 @@ class CapturingDispatcher final : public rm::Dispatcher {
   rm::Counters counters() override { return inner_.counters(); }
 
  private:
+  Completion recording(rm::ConnectionId id, Completion completion) const {
+    return [capture = capture_, id, completion = std::move(completion)](Result<Bytes> response) {
+      if (response) capture->response(id, *response);
+      completion(std::move(response));
+    };
+  }
+
   rm::Dispatcher& inner_;
   std::shared_ptr<PcapngWriter> capture_;
 };

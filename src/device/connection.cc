@@ -76,7 +76,12 @@ std::uint64_t Connection::write(ByteSpan data, bool nonblocking, WriteDone done)
   try {
     Bytes command(data.begin(), data.begin() + declared_size(data));
     auto self = shared_from_this();
-    dispatcher_->submit(id_, std::move(command), [self](Result<Bytes> r) { self->complete(std::move(r)); });
+    auto complete = [self](Result<Bytes> r) { self->complete(std::move(r)); };
+    if (nonblocking) {
+      dispatcher_->submit(id_, std::move(command), std::move(complete));
+    } else {
+      dispatcher_->submit_blocking(id_, std::move(command), std::move(complete));
+    }
   } catch (...) {
     // Never submitted (out of memory): the fd goes back to EMPTY instead of staying in flight for good; the
     // exception tells the caller that `done` was not called.

@@ -5,8 +5,10 @@
 // the backend is gone is not a state of the fd: it is the backend's, asked through its BackendGate. A gone
 // backend makes every call fail with ENODEV except reading a response already stored (UNREAD/PARTIAL/ERROR
 // stay readable; EMPTY then means ENODEV instead of EOF).
-// Nothing here blocks: a blocking write or read is answered later through its callback, from the TPM worker
-// thread, when the command completes. No callback runs under the connection's lock, so one may call back in.
+// A blocking write or read is answered through its callback when the command completes: later, from the TPM
+// worker thread, or before write() returns when the dispatcher ran the command on the caller's thread (the TPM
+// was idle; see Dispatcher::submit_blocking). Nothing else here blocks. No callback runs under the connection's
+// lock, so one may call back in.
 #pragma once
 
 #include <poll.h>

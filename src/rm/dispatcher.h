@@ -1,8 +1,9 @@
 // The RM's thread-safe front door, shared by every front-end (CUSE device, a future socket server, tests).
 //
-// One TPM worker thread owns the ResourceManager and, through it, the Chip's transmit path. Front-ends
-// enqueue work and get completions; nothing here blocks a front-end thread for the length of a TPM command.
-// Completions run on the worker thread and must not block; they must not call back into the Dispatcher
+// One thread at a time holds the ResourceManager and, through it, the Chip's transmit path: a TPM worker
+// thread, or a front-end thread whose blocking command found the TPM idle (submit_blocking). Front-ends
+// enqueue work and get completions; only submit_blocking may keep its caller for the length of a TPM command.
+// Completions run on the RM's holder and must not block; they must not call back into the Dispatcher
 // synchronously waiting for a result (enqueueing more work is fine).
 //
 // Fairness: between uids, by TPM time: a uid is charged the time its commands kept the TPM busy (evictions
@@ -54,10 +55,17 @@ class Dispatcher {
   // limit is reached and ENODEV when the backend is gone.
   virtual Result<ConnectionId> open(const ClientInfo& client) = 0;
 
-  // Queues one whole command for `id`. `completion` is called exactly once, on the worker thread, with the
+  // Queues one whole command for `id`. `completion` is called exactly once, on the RM's holder, with the
   // response bytes (possibly an RM-layer rc response such as 0x000B0143) or an errno error: EINVAL (malformed
   // command, unknown virtual handle), ENODEV (backend gone), ECANCELED (connection closed before it ran).
   virtual void submit(ConnectionId id, Bytes command, Completion completion) = 0;
+
+  // submit() for a caller that waits for the completion anyway (a blocking write): a dispatcher may run the
+  // command on the calling thread, completion included, before returning, when nothing else is queued or
+  // running. The default queues it.
+  virtual void submit_blocking(ConnectionId id, Bytes command, Completion completion) {
+    submit(id, std::move(command), std::move(completion));
+  }
 
   // Closes the connection: queued commands complete with ECANCELED, everything the connection held in the TPM
   // is flushed (client-saved sessions excepted; see docs/). Asynchronous; safe to call from any thread, once.

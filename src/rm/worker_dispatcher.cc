@@ -151,9 +151,9 @@ std::optional<T> WorkerDispatcher::on_worker(Fn fn, T fallback, std::optional<st
   auto future = promise->get_future();
   {
     std::unique_lock lock(mutex_);
-    if (std::this_thread::get_id() == worker_id_) {
+    if (holds_rm()) {
       lock.unlock();
-      return fn();  // called from a completion: the worker is this thread
+      return fn();  // called from a completion or a task: this thread holds the RM already
     }
     if (stopped_) return fallback;
     tasks_.emplace_back([promise, fn] { promise->set_value(fn()); });
@@ -192,16 +192,15 @@ std::size_t WorkerDispatcher::flush_abandoned() {
 }
 
 void WorkerDispatcher::run() {
-  {
-    std::lock_guard lock(mutex_);
-    worker_id_ = std::this_thread::get_id();
-  }
   std::unique_lock lock(mutex_);
   for (;;) {
-    wake_.wait(lock, [this] { return stopped_ || !tasks_.empty() || !queue_.empty(); });
+    wake_.wait(lock, [this] {
+      return rm_holder_ == std::thread::id{} && (stopped_ || !tasks_.empty() || !queue_.empty());
+    });
     if (!tasks_.empty()) {
       auto task = std::move(tasks_.front());
       tasks_.pop_front();
+      rm_holder_ = std::this_thread::get_id();
       lock.unlock();
       try {
         task();
@@ -212,19 +211,48 @@ void WorkerDispatcher::run() {
       // destructor calls close() and so takes mutex_.
       task = nullptr;
       lock.lock();
+      rm_holder_ = {};
       continue;
     }
     if (auto taken = queue_.pop()) {
+      rm_holder_ = std::this_thread::get_id();
       lock.unlock();
       const uid_t uid = taken->uid;
       const FairQueue::Cost cost = run_job(*taken);
       taken.reset();  // the completion, likewise, before relocking
       lock.lock();
+      rm_holder_ = {};
       queue_.charge(uid, cost);
       continue;
     }
     if (stopped_) break;
   }
+}
+
+void WorkerDispatcher::submit_blocking(ConnectionId id, Bytes command, Completion completion) {
+  std::unique_lock lock(mutex_);
+  auto it = open_.find(id);
+  // Anything queued or running (a task such as the space's creation included) goes first: then this command
+  // waits its turn on the worker like any other.
+  const bool idle = !stopped_ && rm_holder_ == std::thread::id{} && tasks_.empty() && queue_.empty();
+  if (!idle || it == open_.end() || it->second.closing) {
+    lock.unlock();
+    return submit(id, std::move(command), std::move(completion));
+  }
+  // Through the queue all the same, so that its accounting (the uid's virtual time) is the worker's.
+  Job job{std::move(command), std::move(completion), std::chrono::steady_clock::now()};
+  queue_.push(id, job);
+  std::optional<FairQueue::Taken> taken = queue_.pop();
+  rm_holder_ = std::this_thread::get_id();
+  lock.unlock();
+  const uid_t uid = taken->uid;
+  const FairQueue::Cost cost = run_job(*taken);
+  taken.reset();
+  lock.lock();
+  rm_holder_ = {};
+  queue_.charge(uid, cost);
+  // Work that arrived meanwhile (commands of other connections, a close, stop()) waited for the RM.
+  if (stopped_ || !tasks_.empty() || !queue_.empty()) wake_.notify_one();
 }
 
 FairQueue::Cost WorkerDispatcher::run_job(FairQueue::Taken& taken) {

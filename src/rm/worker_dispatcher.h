@@ -1,5 +1,9 @@
-// The Dispatcher: one worker thread owns the ResourceManager (and so the TPM's transmit path); front-ends on
-// any thread open connections, submit commands and close, and get completions on the worker thread.
+// The Dispatcher: one thread at a time holds the ResourceManager (and so the TPM's transmit path); front-ends on
+// any thread open connections, submit commands and close, and get completions on the holder's thread. The
+// holder is the worker thread, except that a blocking command submitted while nothing is queued or running runs
+// at once on the submitting thread (submit_blocking): its caller waits for it anyway, and the hand-off to the
+// worker and back is most of what a stateless command costs the daemon. Nobody waits behind such a command, so
+// fairness and per-connection order are those of the queue.
 //
 // Which queued command runs next is FairQueue's decision (fair by uid, weighted by the TPM time each uid's
 // commands took; round-robin among one uid's connections); this class is the threading around it: it measures
@@ -41,6 +45,7 @@ class WorkerDispatcher final : public Dispatcher {
 
   Result<ConnectionId> open(const ClientInfo& client) override;
   void submit(ConnectionId id, Bytes command, Completion completion) override;
+  void submit_blocking(ConnectionId id, Bytes command, Completion completion) override;
   void close(ConnectionId id) override;
   void cancel(ConnectionId id) override;
   Counters counters() override;
@@ -60,6 +65,7 @@ class WorkerDispatcher final : public Dispatcher {
   };
 
   void run();
+  bool holds_rm() const { return rm_holder_ == std::this_thread::get_id(); }  // under mutex_
   // Runs `fn` on the worker and returns its result (directly when called on the worker itself); `fallback`
   // once stopped; nothing when `within` is given and the worker did not finish `fn` in that time.
   template <typename T, typename Fn>
@@ -68,7 +74,7 @@ class WorkerDispatcher final : public Dispatcher {
   FairQueue::Cost run_job(FairQueue::Taken& taken);  // on the worker, without mutex_; returns the RM's time
 
   TpmPort& tpm_;
-  ResourceManager rm_;  // touched only on the worker thread (and in the destructor after join)
+  ResourceManager rm_;  // touched only by the thread in rm_holder_ (and in the destructor after join)
   std::mutex mutex_;
   std::condition_variable wake_;
   std::map<ConnectionId, Open> open_;
@@ -78,8 +84,8 @@ class WorkerDispatcher final : public Dispatcher {
   std::size_t open_connections_ = 0;
   std::map<uid_t, std::size_t> connections_per_uid_;  // counted here so open() needs no trip to the worker
   bool stopped_ = false;  // stop() began: nothing new reaches the worker, which drains its last task and exits
-  LatencyHistogram command_latency_;  // worker only: submit to completion of every client command
-  std::thread::id worker_id_;
+  LatencyHistogram command_latency_;  // RM holder only: submit to completion of every client command
+  std::thread::id rm_holder_;  // who may touch rm_, command_latency_ and the TPM now; none: a default id
   std::thread worker_;
 };
 
