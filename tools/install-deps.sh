@@ -16,6 +16,8 @@ packages=(
   qemu-system-x86 busybox-static cpio kmod procps iproute2
   # the --capture test: Wireshark's TPM 2.0 dissector reads the daemon's pcapng
   tshark
+  # guest tests: JSON checks of tpmrmctl's output; systemd-cryptenroll and libcryptsetup's TPM2 token on a LUKS image
+  jq systemd cryptsetup-bin
   # fuzzing (tools/run-fuzz.sh): clang with libFuzzer and the sanitizer runtimes, llvm-profdata/llvm-cov
   clang libclang-rt-14-dev llvm
 )

@@ -48,7 +48,9 @@ done
 
 # --- the guest kernel and initramfs, prepared once per kernel version -------------------------------------
 modules=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci netfs fscache 9pnet
-         9pnet_virtio 9p fuse cuse)
+         9pnet_virtio 9p fuse cuse
+         # dm-crypt over a loop device and the kernel's crypto API for userspace: LUKS images (cryptenroll test)
+         loop dm-mod dm-crypt ecb xts af_alg algif_skcipher)
 mkdir -p "$cache"
 prepare() {
   local pkg
