@@ -26,6 +26,7 @@
 #include "daemon/supervisor.h"
 #include "daemon/tpm_lock.h"
 #include "daemon/user_lookup.h"
+#include "socket/socket_front_end.h"
 #include "rm/audit_log.h"
 #include "rm/command_policy_file.h"
 
@@ -129,14 +130,52 @@ Result<cuse::CuseDeviceOptions> device_options(const Settings& s) {
   return options;
 }
 
+// --socket and --mssim: the socket front-end's listeners, with the node's mode and group.
+Result<socket::SocketFrontEndOptions> socket_options(const Settings& s, const cuse::CuseDeviceOptions& device) {
+  socket::SocketFrontEndOptions options;
+  if (!s.socket.empty()) {
+    auto e = socket::parse_endpoint(s.socket);
+    if (!e) return make_error(EINVAL, "--socket: " + e.error().message);
+    if (e->kind != socket::Endpoint::Kind::kUnix) {
+      return make_error(EINVAL, "--socket takes a unix socket path (with a '/'); TCP is offered by --mssim only");
+    }
+    options.swtpm = std::move(*e);
+  }
+  if (!s.mssim.empty()) {
+    auto e = socket::parse_endpoint(s.mssim);
+    if (!e) return make_error(EINVAL, "--mssim: " + e.error().message);
+    options.mssim = std::move(*e);
+  }
+  if (s.no_cuse && !options.swtpm && !options.mssim) {
+    return make_error(EINVAL, "--no-cuse needs --socket or --mssim: there would be nothing to serve");
+  }
+  options.mode = device.mode;
+  options.group = device.group;
+  options.max_command = device.connection.max_command;
+  return options;
+}
+
+// With --no-cuse nobody installs signal handlers: the termination signals are blocked in every thread (from
+// before the first one starts) and main waits for them.
+sigset_t termination_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, sig);
+  return set;
+}
+
 // How long CUSE may take from start to a usable node (libfuse's init, devtmpfs, chmod and chown).
 constexpr std::chrono::seconds kNodeLimit{30};
 
 int run(const Settings& s) {
   setup_logging(spdlog::level::from_str(s.log_level));
+  const sigset_t termination = termination_signals();
+  if (s.no_cuse) pthread_sigmask(SIG_BLOCK, &termination, nullptr);
 
   auto device_opts = device_options(s);
   if (!device_opts) return spdlog::critical("event=bad-option error=\"{}\"", describe(device_opts.error())), kExitUsage;
+  auto socket_opts = socket_options(s, *device_opts);
+  if (!socket_opts) return spdlog::critical("event=bad-option error=\"{}\"", describe(socket_opts.error())), kExitUsage;
   auto user = runas_user(s.runas);
   if (!user) return spdlog::critical("event=bad-option error=\"{}\"", describe(user.error())), kExitUsage;
   const std::optional<RunAs> run_as = *user;
@@ -150,7 +189,7 @@ int run(const Settings& s) {
     return spdlog::critical("event=bad-option error=\"--capture needs root\""), kExitUsage;
   }
 
-  if (auto env = cuse::CuseDevice::check_environment(s.name); !env) {
+  if (auto env = s.no_cuse ? Result<void>{} : cuse::CuseDevice::check_environment(s.name); !env) {
     spdlog::critical("event=startup-failed error=\"{}\"", describe(env.error()));
     return kExitRuntime;
   }
@@ -221,34 +260,55 @@ int run(const Settings& s) {
     else spdlog::error("event=control-socket-failed error=\"{}\"", describe(started.error()));
   }
   const device::ConnectionOptions connection_options = device_opts->connection;
-  cuse::CuseDevice device(*device_opts, [&supervisor, connection_options](const rm::ClientInfo& client) {
+  auto open_connection = [&supervisor, connection_options](const rm::ClientInfo& client) {
     return supervisor.open(client, connection_options);
-  });
+  };
+  // Also before the privilege drop: the socket files get the node's group, in directories root may own.
+  std::unique_ptr<socket::SocketFrontEnd> sockets;
+  if (socket_opts->swtpm || socket_opts->mssim) {
+    auto started = socket::SocketFrontEnd::start(*socket_opts, open_connection);
+    if (!started) {
+      spdlog::critical("event=startup-failed error=\"{}\"", describe(started.error()));
+      if (control) control->stop();
+      supervisor.shutdown(s.shutdown);
+      background.report(false);
+      return kExitRuntime;
+    }
+    sockets = std::move(*started);
+  }
+  std::optional<cuse::CuseDevice> device;
+  if (!s.no_cuse) device.emplace(*device_opts, open_connection);
+  // Ends serving: the CUSE session, or main's wait for a termination signal.
+  auto stop_serving = [&device] {
+    if (device) device->stop();
+    else ::kill(::getpid(), SIGTERM);
+  };
+  const std::string served = s.no_cuse ? std::string("sockets") : "/dev/" + s.name;
   // The node is set up (and privileges dropped) from the device's own thread once CUSE is initialised; if that
   // never happens the daemon must not go on serving, as root, a node nobody can reach.
   NodeWatchdog watchdog(kNodeLimit, [&] {
     spdlog::critical("event=startup-failed error=\"/dev/{} did not appear within {} s\"", s.name,
                      kNodeLimit.count());
-    device.stop();
+    stop_serving();
   });
   // Type=notify: READY=1 once the node serves, STATUS= and the watchdog's keep-alive while the RM worker answers.
   ServiceNotifier notifier;
   bool drop_failed = false;
-  auto result = device.run([&] {
+  auto on_ready = [&] {
     if (!watchdog.cancel()) return;  // too late: start-up has already failed
     if (run_as) {
       if (::setgroups(0, nullptr) != 0 || ::setgid(run_as->gid) != 0 || ::setuid(run_as->uid) != 0 ||
           ::getuid() != run_as->uid || ::geteuid() != run_as->uid || ::getegid() != run_as->gid) {
         spdlog::critical("event=runas-failed user={} error=\"{}\"", s.runas, std::strerror(errno));
         drop_failed = true;
-        device.stop();
+        stop_serving();
         return;
       }
       spdlog::info("event=privileges-dropped uid={} gid={}", run_as->uid, run_as->gid);
     }
-    spdlog::info("event=ready device=/dev/{} pid={}", s.name, ::getpid());
+    spdlog::info("event=ready device={} pid={}", served, ::getpid());
     background.report(true);
-    const std::string node = "/dev/" + s.name;
+    const std::string node = served;
     // The probe waits for the worker at most a quarter of a tick: a command running longer than that (or a stuck
     // worker) withholds that tick's keep-alive; WatchdogSec= bounds how long that may last.
     const auto probe_wait = notifier.tick() / 4;
@@ -262,10 +322,22 @@ int run(const Settings& s) {
                                                        std::to_string(st->client_commands) + " commands",
                                                    true};
                    });
-  });
+  };
+  Result<void> result;
+  if (device) {
+    result = device->run(on_ready);
+  } else {
+    on_ready();
+    int sig = 0;
+    while (sigwait(&termination, &sig) != 0) {
+    }
+    spdlog::info("event=signal signal={}", sig);
+  }
   const bool node_missing = watchdog.finish();
   notifier.stopping();
-  spdlog::info("event=stopping device=/dev/{}", s.name);
+  spdlog::info("event=stopping device={}", served);
+  // Sessions end and their spaces close (flushing what clients held) while the backend still runs.
+  if (sockets) sockets->stop();
   if (control) control->stop();
   supervisor.shutdown(s.shutdown);
   background.report(false);

@@ -129,6 +129,15 @@ std::unique_ptr<CLI::App> make_app(Settings& s, const std::string& default_confi
                  "class; overrides the file's \"group\"");
   app->add_option("--control-socket", s.control_socket,
                   "tpmrmctl's control socket (0660, the --group's; empty: none; default: <lock-dir>/control)");
+  app->add_option("--socket", s.socket,
+                  "Also serve the RM on this unix socket in the swtpm protocol (TCTI swtpm:path=PATH), with its "
+                  "control channel at PATH.ctrl; the node's --mode and --group");
+  app->add_option("--mssim", s.mssim,
+                  "Also serve the RM in the Microsoft simulator protocol (TCTI mssim:): a unix socket PATH (platform "
+                  "socket PATH.ctrl) or HOST:PORT / PORT on TCP (platform PORT+1; PORT alone binds 127.0.0.1; TCP "
+                  "clients have no credentials and all count as uid 65534)");
+  app->add_flag("--no-cuse", s.no_cuse,
+                "Serve no CUSE node (no /dev/cuse needed): only the --socket and --mssim sockets");
   app->add_flag("--fuse-debug", s.fuse_debug, "libfuse request tracing");
   app->add_option("--capture", s.capture,
                   "Write every client's and the TPM's traffic to this new pcapng file (0600; root only; holds "

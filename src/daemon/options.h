@@ -59,6 +59,11 @@ struct Settings {
   std::string profile;
   std::string policy_group;
   std::optional<std::string> control_socket;  // unset: <lock-dir>/control; empty: none
+  // The socket front-end (docs/socket.md): swtpm protocol on a unix socket, mssim protocol on a unix socket or
+  // TCP; with --no-cuse the daemon serves no node and needs no /dev/cuse.
+  std::string socket;
+  std::string mssim;
+  bool no_cuse = false;
 };
 
 // The app filling `s` (which must outlive it); `default_config` is --config's default (tests pass their own).
