@@ -248,6 +248,10 @@ TEST(EmbeddedSwtpmTest, StateLeftByARootSwtpmIsHandedToTheSwtpmUser) {
   {
     EmbeddedSwtpm as_root(unprovisioned(state));
     ASSERT_TRUE(as_root.start().ok());
+    // swtpm writes its state file a moment after it starts serving; a loaded machine can stretch that moment.
+    for (int i = 0; i < 500 && ::access((state + "/tpm2-00.permall").c_str(), F_OK) != 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
     as_root.stop();
   }
   struct stat st{};
