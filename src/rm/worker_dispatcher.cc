@@ -112,16 +112,16 @@ void WorkerDispatcher::close(ConnectionId id) {
   auto it = open_.find(id);
   if (it == open_.end() || it->second.closing || stopped_) return;
   it->second.closing = true;
+  // The connection limits count open files, as the client sees them: a process that closed its fds may open
+  // new ones at once, before the worker has flushed what the old ones held (its new commands queue behind that).
+  if (--connections_per_uid_[it->second.uid] == 0) connections_per_uid_.erase(it->second.uid);
+  --open_connections_;
   // Out of the queue now, so nothing of it runs any more; the task answers them and flushes the space.
   auto cancelled = std::make_shared<std::vector<Job>>(queue_.remove_connection(id));
   tasks_.emplace_back([this, id, cancelled] {
     {
       std::lock_guard inner(mutex_);
-      auto o = open_.find(id);
-      if (o == open_.end()) return;
-      if (--connections_per_uid_[o->second.uid] == 0) connections_per_uid_.erase(o->second.uid);
-      open_.erase(o);
-      --open_connections_;
+      open_.erase(id);
     }
     for (auto& job : *cancelled) job.completion(make_error(ECANCELED, "connection closed before the command ran"));
     cancelled->clear();

@@ -182,9 +182,22 @@ TEST_F(DispatcherTest, PerUidConnectionLimit) {
   ASSERT_FALSE(a3);
   EXPECT_EQ(a3.error().code, EMFILE);
   EXPECT_TRUE(dispatcher_->open(bob));
+  // A closed fd stops counting at once, even while the worker is still busy flushing what it held: a client
+  // that closes and reopens is not refused for a connection it no longer has.
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::promise<void> blocked;
+  dispatcher_->submit(*a1, get_random(4), [&, released](Result<Bytes>) {
+    blocked.set_value();
+    released.wait();
+  });
+  blocked.get_future().wait();
   dispatcher_->close(*a1);
-  (void)dispatcher_->counters();  // the close has been processed once this returns
-  EXPECT_TRUE(dispatcher_->open(alice));
+  auto reopened = dispatcher_->open(alice);
+  EXPECT_TRUE(reopened);
+  release.set_value();
+  ASSERT_TRUE(reopened);
+  EXPECT_TRUE(dispatcher_->execute(*reopened, get_random(4)));
 }
 
 // By default one uid may hold half the connections, so it can't lock another uid (root included) out.
