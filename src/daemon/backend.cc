@@ -63,7 +63,9 @@ void Backend::stop(chip::ShutdownMode mode) {
 }
 
 rm::Counters Backend::counters() { return worker_ ? worker_->counters() : rm::Counters{}; }
-rm::Snapshot Backend::snapshot() { return worker_ ? worker_->snapshot() : rm::Snapshot{}; }
+std::optional<rm::Snapshot> Backend::snapshot(std::chrono::milliseconds within) {
+  return worker_ ? worker_->snapshot(within) : rm::Snapshot{};
+}
 std::size_t Backend::flush_abandoned() { return worker_ ? worker_->flush_abandoned() : 0; }
 
 std::optional<rm::Counters> Backend::counters(std::chrono::milliseconds within) {

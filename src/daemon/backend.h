@@ -70,7 +70,8 @@ class Backend final : public device::BackendGate, public std::enable_shared_from
   rm::Counters counters();
   // counters() if the RM worker answers within `within`; nothing while it is busy or stuck (see the watchdog).
   std::optional<rm::Counters> counters(std::chrono::milliseconds within);
-  rm::Snapshot snapshot();        // taken on the RM's worker thread; zeros once stopped
+  // Taken on the RM's worker thread; zeros once stopped; nothing if the worker did not answer within `within`.
+  std::optional<rm::Snapshot> snapshot(std::chrono::milliseconds within);
   std::size_t flush_abandoned();  // on the worker; how many abandoned sessions were flushed
 
  private:

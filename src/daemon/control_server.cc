@@ -177,6 +177,10 @@ std::string ControlServer::handle(const std::string& request, const ControlPeer&
   if (verb == "status" || verb == "clients" || verb == "metrics") {
     DaemonStatus status{::getpid(), std::chrono::system_clock::now(), started_at_,
                         hooks_.snapshot ? hooks_.snapshot() : std::nullopt};
+    if (status.backend && !status.backend->responsive) {
+      return error_response("the RM worker did not answer in time: busy with one long TPM command, or stuck "
+                            "(the service watchdog acts on the latter); try again").dump();
+    }
     if (verb == "status") {
       result = status_json(status);
     } else if (verb == "clients") {

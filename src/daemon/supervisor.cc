@@ -101,7 +101,7 @@ std::uint64_t Supervisor::generation() const {
   return current_.backend ? current_.generation : 0;
 }
 
-std::optional<BackendSnapshot> Supervisor::snapshot() {
+std::optional<BackendSnapshot> Supervisor::snapshot(std::chrono::milliseconds within) {
   Current current;
   {
     std::lock_guard lock(mutex_);
@@ -109,8 +109,9 @@ std::optional<BackendSnapshot> Supervisor::snapshot() {
   }
   // Outside mutex_: the worker answers while the supervisor goes on polling.
   if (!current.backend) return std::nullopt;
+  auto rm = current.backend->snapshot(within);
   return BackendSnapshot{current.generation, current.backend->description(), current.backend->identity(),
-                         current.registered_at, current.backend->snapshot()};
+                         current.registered_at, rm.has_value(), rm ? std::move(*rm) : rm::Snapshot{}};
 }
 
 std::size_t Supervisor::flush_abandoned() {

@@ -56,6 +56,7 @@ struct BackendSnapshot {
   std::string description;
   std::string identity;
   std::chrono::system_clock::time_point registered_at{};
+  bool responsive = true;  // false: the RM worker did not answer in time and `rm` is empty
   rm::Snapshot rm;
 };
 
@@ -90,8 +91,9 @@ class Supervisor {
     std::uint64_t client_commands = 0;
   };
   std::optional<Status> status(std::chrono::milliseconds within) const;
-  // A snapshot of the current backend (its RM's taken on the worker thread); nullopt while none is registered.
-  std::optional<BackendSnapshot> snapshot();
+  // A snapshot of the current backend (its RM's taken on the worker thread, if it answers within `within`);
+  // nullopt while none is registered.
+  std::optional<BackendSnapshot> snapshot(std::chrono::milliseconds within = std::chrono::seconds(5));
   // Flushes the current backend's abandoned sessions; how many (0 without a backend).
   std::size_t flush_abandoned();
 

@@ -177,14 +177,14 @@ Counters WorkerDispatcher::counters_on_worker() {
   return c;
 }
 
-Snapshot WorkerDispatcher::snapshot() {
-  return *on_worker<Snapshot>(
+std::optional<Snapshot> WorkerDispatcher::snapshot(std::chrono::milliseconds within) {
+  return on_worker<Snapshot>(
       [this] {
         Snapshot s = rm_.snapshot();
         s.counters.command_latency = command_latency_;
         return s;
       },
-      Snapshot{});
+      Snapshot{}, within);
 }
 
 std::size_t WorkerDispatcher::flush_abandoned() {

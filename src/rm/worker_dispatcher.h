@@ -52,8 +52,9 @@ class WorkerDispatcher final : public Dispatcher {
   // counters(), unless the worker does not take the request within `within` (it is busy with one long command,
   // or stuck): then nothing. A liveness probe for the service watchdog; zeros after stop(), like counters().
   std::optional<Counters> counters(std::chrono::milliseconds within);
-  // Counters, slot use, the TPM's identity and the policy, taken on the worker in one go; zeros after stop().
-  Snapshot snapshot();
+  // Counters, slot use, the TPM's identity and the policy, taken on the worker in one go; zeros after stop();
+  // nothing if the worker did not get to it within `within` (busy with one long command, or stuck).
+  std::optional<Snapshot> snapshot(std::chrono::milliseconds within);
   // Flushes the abandoned sessions (client-saved sessions of closed connections) on the worker; how many.
   std::size_t flush_abandoned();
 

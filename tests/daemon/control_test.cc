@@ -8,6 +8,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <future>
@@ -401,6 +402,40 @@ std::string ask(const std::string& path, const std::string& line) {
   EXPECT_FALSE(out.empty());
   EXPECT_EQ(out.back(), '\n');
   return out;
+}
+
+// A worker held inside one command does not hang the control socket: status answers a clear error, and
+// answers normally again once the worker is free.
+TEST_F(ControlSwtpmTest, ABusyWorkerGetsAClearAnswerNotAHang) {
+  run_known_commands();
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::promise<void> held;
+  std::atomic<bool> first{true};
+  // The fd's readiness callback runs on the worker once the command completes: holding it holds the worker.
+  alpha_->set_on_ready([&, released] {
+    if (!first.exchange(false)) return;
+    held.set_value();
+    released.wait();
+  });
+  alpha_->write(testing::get_random(4), /*nonblocking=*/true, [](Result<std::size_t>) {});
+  held.get_future().wait();
+  auto snap = supervisor_->snapshot(std::chrono::milliseconds(100));
+  ASSERT_TRUE(snap);
+  EXPECT_FALSE(snap->responsive);
+  auto server = ControlServer::start(
+      {.path = ::testing::TempDir() + "/tpmrmd-control-busy-" + std::to_string(::getpid())},
+      {.snapshot = [this] { return supervisor_->snapshot(std::chrono::milliseconds(100)); }, .flush_abandoned = {}});
+  ASSERT_TRUE(server.ok()) << describe(server.error());
+  const json busy = json::parse((*server)->handle("{\"verb\":\"status\"}", ControlPeer{9, 0, 0, {}}));
+  EXPECT_FALSE(busy["ok"].get<bool>());
+  EXPECT_NE(busy["error"].get<std::string>().find("did not answer in time"), std::string::npos) << busy.dump();
+  release.set_value();
+  EXPECT_TRUE(supervisor_->snapshot()->responsive);
+  const json again = json::parse((*server)->handle("{\"verb\":\"status\"}", ControlPeer{9, 0, 0, {}}));
+  EXPECT_TRUE(again["ok"].get<bool>()) << again.dump();
+  alpha_->set_on_ready(nullptr);
+  (*server)->stop();
 }
 
 TEST_F(ControlSwtpmTest, SocketRoundTrip) {
