@@ -314,6 +314,37 @@ Round timed(const Op& op, const Pace& pace) {
   }
 }
 
+// --- the daemon's counters (tpmrmd's control socket) -------------------------------------------------------------
+
+struct Counters {
+  double client = 0, load = 0, save = 0, flush = 0;
+};
+
+Counters read_counters(const std::string& path);
+
+// Sums the daemon's counters over the timed parts of a workload only (not its set-up and clean-up).
+class Counting {
+ public:
+  explicit Counting(std::string control) : control_(std::move(control)) {}
+  bool enabled() const { return !control_.empty(); }
+  void begin() {
+    if (enabled()) before_ = read_counters(control_);
+  }
+  void end() {
+    if (!enabled()) return;
+    const Counters after = read_counters(control_);
+    total_.client += after.client - before_.client;
+    total_.load += after.load - before_.load;
+    total_.save += after.save - before_.save;
+    total_.flush += after.flush - before_.flush;
+  }
+  const Counters& total() const { return total_; }
+
+ private:
+  std::string control_;
+  Counters before_, total_;
+};
+
 struct Result {
   Round best;
   std::vector<double> per_client;  // ops/s of each client in the best round (parallel workloads)
@@ -325,19 +356,21 @@ struct Result {
 
 using Setup = std::function<Op(Connection&, Held&, std::string& note)>;
 
-void best_of(Result& result, int rounds, const Pace& pace, const Op& op) {
+void best_of(Result& result, int rounds, const Pace& pace, const Op& op, Counting& counting) {
   for (int i = 0; i < rounds; ++i) {
+    counting.begin();
     Round r = timed(op, pace);
+    counting.end();
     result.ops += r.latencies.size();
     if (i == 0 || r.ops_per_s() > result.best.ops_per_s()) result.best = std::move(r);
   }
 }
 
-Result run_single(const Target& target, const Setup& setup, int rounds, const Pace& pace) {
+Result run_single(const Target& target, const Setup& setup, int rounds, const Pace& pace, Counting& counting) {
   auto c = target.open();
   Held held(*c);
   Result result;
-  best_of(result, rounds, pace, setup(*c, held, result.note));
+  best_of(result, rounds, pace, setup(*c, held, result.note), counting);
   return result;
 }
 
@@ -419,7 +452,7 @@ std::string receive_string(int fd) {
 // The fds a client uses to meet the others; it drops the parent's ends so that the parent sees EOF once every
 // client is ready or gone, and the clients see EOF on `go` if the parent gives up.
 struct Meeting {
-  int ready_r, ready_w, go_r, go_w;
+  int ready_r, ready_w, go_r, go_w, done_r, done_w;
 };
 
 void report_failure(int report, const Failure& f) {
@@ -441,6 +474,7 @@ void report_round(int report, const Round& r) {
 int client_process(const Target& target, const Setup& setup, const Pace& pace, int report, Meeting m) {
   ::close(m.ready_r);
   ::close(m.go_w);
+  ::close(m.done_w);
   try {
     auto c = target.open();
     Held held(*c);
@@ -451,6 +485,8 @@ int client_process(const Target& target, const Setup& setup, const Pace& pace, i
     ::close(m.ready_w);
     if (!ready || ::read(m.go_r, &byte, 1) != 1) return 0;  // the parent gave up: no report
     report_round(report, timed(op, pace));
+    // Clean-up waits until the parent has read the daemon's counters: they are to count the timed part only.
+    ::read(m.done_r, &byte, 1);
   } catch (const Failure& f) {
     report_failure(report, f);
   }
@@ -480,8 +516,8 @@ std::vector<Child> spawn_clients(const Target& target, const Setup& setup, const
   return children;
 }
 
-// Reads every child's report and reaps them all. A reported failure wins over a client that ended silently (it
-// gave up because another one failed).
+// Reads every child's report. A reported failure wins over a client that ended silently (it gave up because
+// another one failed).
 Round collect(std::vector<Child>& children, std::vector<double>& per_client) {
   std::optional<Failure> failure;
   bool silent = false;
@@ -506,7 +542,6 @@ Round collect(std::vector<Child>& children, std::vector<double>& per_client) {
       all.seconds = std::max(all.seconds, seconds);
     }
   }
-  for (Child& child : children) ::waitpid(child.pid, nullptr, 0);
   if (failure) throw *failure;
   if (silent) throw Failure{"client died", "a client process ended without a report"};
   return all;
@@ -514,23 +549,49 @@ Round collect(std::vector<Child>& children, std::vector<double>& per_client) {
 
 // Every client sets up (opens, loads its key), then all start together; a client that fails before the start
 // makes the others give up and clean up.
-Round parallel_round(const Target& target, const Setup& setup, const Pace& pace, int clients,
-                     std::vector<double>& per_client) {
-  int ready[2], go[2];
-  if (::pipe2(ready, O_CLOEXEC) != 0 || ::pipe2(go, O_CLOEXEC) != 0) throw errno_failure("pipe");
-  UniqueFd ready_r(ready[0]), ready_w(ready[1]), go_r(go[0]), go_w(go[1]);
-  std::vector<Child> children =
-      spawn_clients(target, setup, pace, clients, {ready_r.get(), ready_w.get(), go_r.get(), go_w.get()});
-  ready_w.reset();
-  go_r.reset();
-  int n = 0;
-  for (char byte; n < clients && ::read(ready_r.get(), &byte, 1) == 1;) ++n;
-  if (n == clients) {
-    const std::string start(static_cast<std::size_t>(clients), 'g');
-    if (::write(go_w.get(), start.data(), start.size()) != clients) throw errno_failure("write go");
+struct Pipe {
+  UniqueFd r, w;
+  Pipe() {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) throw errno_failure("pipe");
+    r.reset(p[0]);
+    w.reset(p[1]);
   }
-  go_w.reset();
-  Round r = collect(children, per_client);
+};
+
+void reap(const std::vector<Child>& children) {
+  for (const Child& child : children) ::waitpid(child.pid, nullptr, 0);
+}
+
+// Every client sets up (opens, loads its key), then all start together; a client that fails before the start
+// makes the others give up and clean up.
+Round parallel_round(const Target& target, const Setup& setup, const Pace& pace, int clients,
+                     std::vector<double>& per_client, Counting& counting) {
+  Pipe ready, go, done;
+  std::vector<Child> children = spawn_clients(
+      target, setup, pace, clients, {ready.r.get(), ready.w.get(), go.r.get(), go.w.get(), done.r.get(), done.w.get()});
+  ready.w.reset();
+  go.r.reset();
+  done.r.reset();
+  int n = 0;
+  for (char byte; n < clients && ::read(ready.r.get(), &byte, 1) == 1;) ++n;
+  if (n == clients) {
+    counting.begin();
+    const std::string start(static_cast<std::size_t>(clients), 'g');
+    if (::write(go.w.get(), start.data(), start.size()) != clients) throw errno_failure("write go");
+  }
+  go.w.reset();
+  Round r;
+  try {
+    r = collect(children, per_client);
+  } catch (const Failure&) {
+    done.w.reset();
+    reap(children);
+    throw;
+  }
+  counting.end();
+  done.w.reset();
+  reap(children);
   // Clients run side by side: the aggregate rate is the sum of theirs.
   double rate = 0;
   for (double x : per_client) rate += x;
@@ -538,11 +599,12 @@ Round parallel_round(const Target& target, const Setup& setup, const Pace& pace,
   return r;
 }
 
-Result run_parallel(const Target& target, const Setup& setup, int clients, int rounds, const Pace& pace) {
+Result run_parallel(const Target& target, const Setup& setup, int clients, int rounds, const Pace& pace,
+                    Counting& counting) {
   Result result;
   for (int i = 0; i < rounds; ++i) {
     std::vector<double> per_client;
-    Round r = parallel_round(target, setup, pace, clients, per_client);
+    Round r = parallel_round(target, setup, pace, clients, per_client, counting);
     result.ops += r.latencies.size();
     if (i == 0 || r.ops_per_s() > result.best.ops_per_s()) {
       result.best = std::move(r);
@@ -557,17 +619,20 @@ Result run_parallel(const Target& target, const Setup& setup, int clients, int r
 struct Workload {
   std::string name;
   std::string about;
-  std::function<Result(const Target&, int rounds, const Pace&)> run;
+  bool forks = false;  // its clients are processes of their own
+  std::function<Result(const Target&, int rounds, const Pace&, Counting&)> run;
 };
 
 Workload single(std::string name, std::string about, Setup setup) {
-  return {std::move(name), std::move(about),
-          [setup](const Target& t, int rounds, const Pace& pace) { return run_single(t, setup, rounds, pace); }};
+  return {std::move(name), std::move(about), false, [setup](const Target& t, int rounds, const Pace& pace, Counting& k) {
+            return run_single(t, setup, rounds, pace, k);
+          }};
 }
 
 Workload parallel(std::string name, std::string about, int clients, Setup setup) {
-  return {std::move(name), std::move(about), [setup, clients](const Target& t, int rounds, const Pace& pace) {
-            return run_parallel(t, setup, clients, rounds, pace);
+  return {std::move(name), std::move(about), true,
+          [setup, clients](const Target& t, int rounds, const Pace& pace, Counting& k) {
+            return run_parallel(t, setup, clients, rounds, pace, k);
           }};
 }
 
@@ -601,10 +666,11 @@ std::vector<Workload> workloads(const std::vector<int>& many) {
   }));
   w.push_back(parallel("4proc", "4 processes, ReadPublic each of its own key", 4, own_key_setup()));
   w.push_back(parallel("16clients", "16 processes, GetRandom(16) each", 16, get_random_setup()));
-  w.push_back({"open-close", "open + GetRandom(16) + close", [](const Target& t, int rounds, const Pace& pace) {
+  w.push_back({"open-close", "open + GetRandom(16) + close", false,
+               [](const Target& t, int rounds, const Pace& pace, Counting& k) {
                  const Bytes command = testing::get_random(16);
                  Result result;
-                 best_of(result, rounds, pace, [&] { expect_success(*t.open(), command, "GetRandom"); });
+                 best_of(result, rounds, pace, [&] { expect_success(*t.open(), command, "GetRandom"); }, k);
                  return result;
                }});
   for (int n : many) {
@@ -615,10 +681,6 @@ std::vector<Workload> workloads(const std::vector<int>& many) {
 }
 
 // --- the daemon's counters (tpmrmd's control socket) -------------------------------------------------------------
-
-struct Counters {
-  double client = 0, load = 0, save = 0, flush = 0;
-};
 
 Counters read_counters(const std::string& path) {
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -723,14 +785,13 @@ Row measure(const Workload& w, const Target& target, int rounds, const Pace& pac
   Row row;
   row.workload = w.name;
   try {
-    const std::optional<Counters> before = control.empty() ? std::nullopt : std::optional(read_counters(control));
+    Counting counting(control);
     const std::uint64_t retries_before = retries;
-    const Result r = w.run(target, rounds, pace);
-    if (before) {
-      const Counters after = read_counters(control);
+    const Result r = w.run(target, rounds, pace, counting);
+    if (counting.enabled() && r.ops) {
+      const Counters& t = counting.total();
       const double ops = double(r.ops);
-      row.per_op = Counters{(after.client - before->client) / ops, (after.load - before->load) / ops,
-                            (after.save - before->save) / ops, (after.flush - before->flush) / ops};
+      row.per_op = Counters{t.client / ops, t.load / ops, t.save / ops, t.flush / ops};
     }
     const auto s = bench::latency_stats(r.best.latencies);
     row.ops_per_s = r.best.ops_per_s();
@@ -835,6 +896,11 @@ int main(int argc, char** argv) {
     }
     if (run.size() != (selected.empty() ? all.size() : selected.size())) {
       throw Failure{"usage", "unknown workload (see --list)"};
+    }
+    // A TCTI may keep process-wide state that does not survive a fork (tabrmd's: GLib's shared D-Bus
+    // connection), so the workloads that fork run before this process has opened any.
+    if (!target.tcti.empty()) {
+      std::stable_partition(run.begin(), run.end(), [](const Workload* w) { return w->forks; });
     }
     CsvFile out(csv, kCsvHeader);
     std::printf("target: %s (%s)\n", label.c_str(), target.device.empty() ? target.tcti.c_str() : target.device.c_str());
