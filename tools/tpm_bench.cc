@@ -138,8 +138,10 @@ std::string rc_reason(TPM2_RC rc) {
       {TPM2_RC_SESSION_HANDLES, "SESSION_HANDLES"}, {TPM2_RC_RETRY, "RETRY"}};
   char hex[16];
   std::snprintf(hex, sizeof hex, "0x%03x", rc);
+  // A resource manager's own refusal carries its layer in the top byte (tpm2-abrmd: 0x0b).
+  const TPM2_RC layer = rc & TSS2_RC_LAYER_MASK;
   for (const auto& [code, name] : known) {
-    if (code == rc) return std::string(name) + " " + hex;
+    if (code == (rc & ~TSS2_RC_LAYER_MASK)) return std::string(name) + (layer ? " from the RM " : " ") + hex;
   }
   return std::string("rc ") + hex;
 }

@@ -6,6 +6,7 @@
 #
 #   tools/vm-bench.sh [--build DIR] [--out DIR] [--seconds S] [--rounds N] [--many-keys 1,10,100,1000,10000]
 #                     [--idle N] [--count N] [--targets kernel-rm,tpm0,tpmrmd,abrmd,floor] [--no-plot]
+#                     [--counts-only]
 #
 # Results go to --out (default docs/benchmarks): bench.csv (one line per target and workload), memory.csv,
 # counts.csv, table.md and bench.svg (gnuplot). A benchmark, not a test: it fails only if a step fails (a
@@ -14,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build=build out=docs/benchmarks seconds=1 rounds=2 many=1,10,100,1000,10000 idle=10000 count=300
-targets=kernel-rm,tpm0,tpmrmd,abrmd,floor plot=1 guest=0
+targets=kernel-rm,tpm0,tpmrmd,abrmd,floor plot=1 guest=0 benches=1
 while (($#)); do
   case $1 in
     --build) build=$2; shift 2 ;;
@@ -26,8 +27,9 @@ while (($#)); do
     --count) count=$2; shift 2 ;;
     --targets) targets=$2; shift 2 ;;
     --no-plot) plot=0; shift ;;
+    --counts-only) benches=0; shift ;;
     --in-guest) guest=1; shift ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "vm-bench: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
@@ -45,7 +47,7 @@ if [[ ${TPMRMD_IN_VM:-} != 1 ]]; then
   trap 'rm -f "$log"' EXIT
   tests/vm/run-in-vm.sh --tpm tis --timeout 1800 --mem 2048 -- "$0" --in-guest --build "$build" \
     --seconds "$seconds" --rounds "$rounds" --many-keys "$many" --idle "$idle" --count "$count" --targets "$targets" \
-    | tee "$log"
+    $( ((benches)) || echo --counts-only) | tee "$log"
   mkdir -p "$out"
   tr -d '\r' < "$log" | sed -n "/^$begin_marker\$/,/^$end_marker\$/p" | sed '1d;$d' | base64 -d | tar -xz -C "$out"
   python3 tools/bench-table.py "$out" > "$out/table.md"
@@ -77,6 +79,7 @@ die() { echo "vm-bench: FAIL: $*" >&2; exit 1; }
 bench() {
   local label=$1 strict=$2 rc=0
   shift 2
+  ((benches)) || return 0
   "$build/tools/tpm_bench" --label "$label" --csv "$res/bench.csv" --seconds "$seconds" --rounds "$rounds" \
     --many-keys "$many" "$@" || rc=$?
   ((rc == 0)) && return 0
@@ -110,7 +113,15 @@ per_command_counts() {
   echo "$label: $count GetRandoms under strace"
   strace -f -qq -y -o "$trace" -p "$pid" &
   spid=$!
-  sleep 2  # attach to every thread before the first command
+  # Commands before strace holds every thread would go uncounted: wait until each one names it as its tracer.
+  local _ all
+  for _ in $(seq 600); do
+    all=1
+    grep -h '^TracerPid:' /proc/"$pid"/task/*/status | grep -qv "[[:space:]]$spid\$" && all=0
+    ((all)) && break
+    sleep 0.1
+  done
+  ((all)) || die "strace did not attach to every thread of $label"
   timeout 300 "$build/tools/tpm_bench" --workload getrandom --rounds 1 --count "$count" "$@" >/dev/null ||
     die "$label: $count GetRandoms under strace"
   sleep 1
@@ -178,9 +189,11 @@ if has tpmrmd; then
   wait_for -c /dev/$node -a -S $control || { cat "$work/tpmrmd.log"; die "/dev/$node did not appear"; }
   bench tpmrmd 1 --device /dev/$node --control-socket $control
   per_command_counts tpmrmd "$tpmrmd" --device /dev/$node
-  step "tpmrmd: $idle idle connections"
-  "$build/tools/tpm_bench" --device /dev/$node --idle-connections "$idle" --daemon-pid "$tpmrmd" \
-    --label tpmrmd --csv "$res/memory.csv" || die "idle connections"
+  if ((benches)); then
+    step "tpmrmd: $idle idle connections"
+    "$build/tools/tpm_bench" --device /dev/$node --idle-connections "$idle" --daemon-pid "$tpmrmd" \
+      --label tpmrmd --csv "$res/memory.csv" || die "idle connections"
+  fi
   "$build/tools/tpmrmctl" --socket $control status | sed -n '1,12p'
   kill -TERM "$tpmrmd"; wait "$tpmrmd" || die "tpmrmd exited $?: $(cat "$work/tpmrmd.log")"
 fi
