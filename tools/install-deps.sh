@@ -14,6 +14,9 @@ packages=(
   swtpm swtpm-tools fuse3 tpm2-tools
   # the VM test harness (tests/vm): a guest kernel with CUSE, booted under TCG
   qemu-system-x86 busybox-static cpio kmod procps iproute2
+  # the side-by-side benchmark (tools/vm-bench.sh): tpm2-abrmd on a session bus, its client TCTI, per-command
+  # syscall counts, the plot
+  tpm2-abrmd libtss2-tcti-tabrmd0 dbus strace gnuplot-nox
   # the --capture test: Wireshark's TPM 2.0 dissector reads the daemon's pcapng
   tshark
   # guest tests: JSON checks of tpmrmctl's output; systemd-cryptenroll and libcryptsetup's TPM2 token on a LUKS image
