@@ -50,6 +50,7 @@ if [[ ${TPMRMD_IN_VM:-} != 1 ]]; then
     $( ((benches)) || echo --counts-only) | tee "$log"
   mkdir -p "$out"
   tr -d '\r' < "$log" | sed -n "/^$begin_marker\$/,/^$end_marker\$/p" | sed '1d;$d' | base64 -d | tar -xz -C "$out"
+  if ((!benches)); then cat "$out/counts.csv"; exit 0; fi
   python3 tools/bench-table.py "$out" > "$out/table.md"
   cat "$out/table.md"
   if ((plot)); then
@@ -210,7 +211,7 @@ if has floor; then
 fi
 
 step "results"
-cat "$res/bench.csv"
+for f in bench.csv counts.csv memory.csv; do [[ -f $res/$f ]] && cat "$res/$f"; done
 echo "$begin_marker"
 tar -C "$res" -cz . | base64
 echo "$end_marker"
