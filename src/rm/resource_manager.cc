@@ -81,8 +81,10 @@ Result<void> ResourceManager::open(ConnectionId id, const ClientInfo& client) {
   ++counters_.connections_opened;
   spaces_.emplace(id, std::move(space));
   uid_connections_[client.uid].insert(id);
-  spdlog::debug("event=open conn={} uid={} gid={} pid={} comm=\"{}\"", id, client.uid, client.gid, client.pid,
-                log_quoted(client.comm));
+  if (spdlog::should_log(spdlog::level::debug)) {
+    spdlog::debug("event=open conn={} uid={} gid={} pid={} comm=\"{}\"", id, client.uid, client.gid, client.pid,
+                  log_quoted(client.comm));
+  }
   return {};
 }
 
@@ -101,6 +103,8 @@ Result<Bytes> ResourceManager::answer(Space& space, const RmError& error) {
   // Those warnings come in floods when a client loops on its limit: at most one per uid and interval, with the
   // count since the last.
   const auto line = [&](spdlog::level::level_enum level, std::string_view extra) {
+    // Refusals come at the client's pace; their arguments (quoted strings, rc names) cost allocations.
+    if (!spdlog::should_log(level)) return;
     spdlog::log(level, "event=refused conn={} uid={} pid={} comm=\"{}\" rc=\"{}\" errno={} reason=\"{}\"{}", space.id,
                 space.client.uid, space.client.pid, log_quoted(space.client.comm), tpm::rc_name(error.rc),
                 error.error, log_quoted(error.message), extra);
@@ -460,11 +464,13 @@ void ResourceManager::close(ConnectionId id) {
     kept += s && s->client_saved() ? 1 : 0;
     residency_.release_session(h, tpm_up);
   }
-  spdlog::debug(
-      "event=close conn={} uid={} pid={} comm=\"{}\" commands={} refusals={} objects_flushed={} sessions_flushed={} "
-      "sessions_kept={} tpm={}",
-      id, space->client.uid, space->client.pid, log_quoted(space->client.comm), space->counters.commands,
-      space->counters.refusals, objects, owned.size() - kept, kept, tpm_up ? "up" : "gone");
+  if (spdlog::should_log(spdlog::level::debug)) {
+    spdlog::debug(
+        "event=close conn={} uid={} pid={} comm=\"{}\" commands={} refusals={} objects_flushed={} sessions_flushed={} "
+        "sessions_kept={} tpm={}",
+        id, space->client.uid, space->client.pid, log_quoted(space->client.comm), space->counters.commands,
+        space->counters.refusals, objects, owned.size() - kept, kept, tpm_up ? "up" : "gone");
+  }
   if (auto it = uid_connections_.find(space->client.uid); it != uid_connections_.end()) {
     it->second.erase(id);
     if (it->second.empty()) uid_connections_.erase(it);

@@ -32,7 +32,10 @@ else
 fi
 if [[ -n ${FUZZ_SEED:-} ]]; then bound+=(-seed="$FUZZ_SEED"); fi
 # Our own sanitizer settings, whatever the caller's suites exported (FUZZ_ASAN_OPTIONS adds to them).
-export ASAN_OPTIONS="detect_leaks=1${FUZZ_ASAN_OPTIONS:+:$FUZZ_ASAN_OPTIONS}"
+# malloc_context_size=0: recording the allocation stack of every malloc was a third of the RM targets' time. It
+# changes no check, only the "allocated by / freed by" part of a report, and reproducing the kept input (the
+# command printed below, without these options) shows those stacks in full.
+export ASAN_OPTIONS="detect_leaks=1:malloc_context_size=0${FUZZ_ASAN_OPTIONS:+:$FUZZ_ASAN_OPTIONS}"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 
 "$fuzzer" "${bound[@]}" -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb="${FUZZ_RSS_MB:-2048}" \

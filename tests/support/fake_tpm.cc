@@ -104,6 +104,9 @@ bool takes_no_sessions(TPM2_CC code) {
 
 class Writer {
  public:
+  // Responses and blobs are built a few bytes at a time; one allocation instead of one per doubling (the fuzz
+  // targets build thousands a second, and each allocation under ASan records a stack).
+  Writer() { b_.reserve(256); }
   Writer& u8(std::uint8_t v) { b_.push_back(v); return *this; }
   Writer& u16(std::uint16_t v) { return put(v, Tss2_MU_UINT16_Marshal); }
   Writer& u32(std::uint32_t v) { return put(v, Tss2_MU_UINT32_Marshal); }
@@ -112,9 +115,11 @@ class Writer {
   Writer& tpm2b(ByteSpan v) { return u16(static_cast<std::uint16_t>(v.size())).bytes(v); }
   template <typename T, typename F>
   Writer& mu(const T& v, F marshal) {
-    Bytes buf(sizeof(T) + 16);
-    size_t off = 0;
-    if (marshal(&v, buf.data(), buf.size(), &off) == TSS2_RC_SUCCESS) bytes(ByteSpan(buf.data(), off));
+    const std::size_t at = b_.size();
+    b_.resize(at + sizeof(T) + 16);
+    size_t off = at;
+    if (marshal(&v, b_.data(), b_.size(), &off) != TSS2_RC_SUCCESS) off = at;
+    b_.resize(off);
     return *this;
   }
   Bytes take() { return std::move(b_); }

@@ -16,6 +16,7 @@
 #include <poll.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -356,7 +357,8 @@ class Harness {
     const std::size_t declared = tpm::load_u32(data, 2);
     FUZZ_CHECK(sub.id == s.id, "submitted on connection %llu, want %llu", static_cast<unsigned long long>(sub.id),
                static_cast<unsigned long long>(s.id));
-    FUZZ_CHECK(sub.command == Bytes(data.begin(), data.begin() + static_cast<std::ptrdiff_t>(declared)),
+    FUZZ_CHECK(std::equal(sub.command.begin(), sub.command.end(), data.begin(),
+                          data.begin() + static_cast<std::ptrdiff_t>(declared)),
                "submitted %s, want the %zu declared bytes of %s", to_hex(sub.command).c_str(), declared,
                to_hex(data).c_str());
     s.stored.reset();

@@ -2,7 +2,8 @@
 
 #include <cerrno>
 #include <cstring>
-#include <set>
+#include <algorithm>
+#include <initializer_list>
 
 #include "chip/registers/crb_driver.h"
 #include "chip/registers/tis_fifo_driver.h"
@@ -41,11 +42,13 @@ void check_framing(const Bytes& r, std::size_t max, const char* what) {
              tpm::load_u32(r, 2), r.size());
 }
 
-void check_code(int code, std::set<int> allowed, const char* what) {
+void check_code(int code, std::initializer_list<int> allowed, const char* what) {
+  if (std::find(allowed.begin(), allowed.end(), code) != allowed.end()) return;
+  // Only a failing check spells the list out: the passing ones run several times per input.
   std::string list;
   for (int a : allowed) list += std::to_string(a) + " ";
-  FUZZ_CHECK(allowed.count(code), "%s failed with errno %d (%s); the contract allows %s", what, code,
-             std::strerror(code), list.c_str());
+  FUZZ_CHECK(false, "%s failed with errno %d (%s); the contract allows %s", what, code, std::strerror(code),
+             list.c_str());
 }
 
 }  // namespace
@@ -67,12 +70,14 @@ std::uint32_t Scenario::window_size(std::uint32_t full) const {
 }
 
 Bytes scenario_command(std::uint8_t selector) {
-  switch (selector & 3) {
-    case 0: return from_hex("80010000000c0000017b0010");  // GetRandom(16)
-    case 1: return from_hex("8001000000160000017a000000060000010000000001");  // GetCapability(properties)
-    case 2: return from_hex("80010000000c0000017b0030");  // GetRandom(48)
-    default: return from_hex("80010000000a00000181");  // ReadClock
-  }
+  // Parsed once: every exchange of every input builds one.
+  static const Bytes kCommands[] = {
+      from_hex("80010000000c0000017b0010"),                      // GetRandom(16)
+      from_hex("8001000000160000017a000000060000010000000001"),  // GetCapability(properties)
+      from_hex("80010000000c0000017b0030"),                      // GetRandom(48)
+      from_hex("80010000000a00000181"),                          // ReadClock
+  };
+  return kCommands[selector & 3];
 }
 
 std::string Outcome::describe() const {
