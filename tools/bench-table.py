@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 TARGETS = [("kernel-rm", "kernel RM /dev/tpmrm0"), ("tpm0", "bare /dev/tpm0"), ("tpmrmd", "tpmrmd"),
-           ("abrmd", "tpm2-abrmd"), ("floor", "CUSE floor")]
+           ("abrmd", "tpm2-abrmd"), ("socket", "tpmrmd socket (swtpm:)"), ("floor", "CUSE floor")]
 
 
 def rows(path):

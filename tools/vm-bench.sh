@@ -5,7 +5,7 @@
 # context switches of each daemon, and tpmrmd's memory for idle connections.
 #
 #   tools/vm-bench.sh [--build DIR] [--out DIR] [--seconds S] [--rounds N] [--many-keys 1,10,100,1000,10000]
-#                     [--idle N] [--count N] [--targets kernel-rm,tpm0,tpmrmd,abrmd,floor] [--no-plot]
+#                     [--idle N] [--count N] [--targets kernel-rm,tpm0,tpmrmd,abrmd,socket,floor] [--no-plot]
 #                     [--counts-only]
 #
 # Results go to --out (default docs/benchmarks): bench.csv (one line per target and workload), memory.csv,
@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build=build out=docs/benchmarks seconds=1 rounds=2 many=1,10,100,1000,10000 idle=10000 count=300
-targets=kernel-rm,tpm0,tpmrmd,abrmd,floor plot=1 guest=0 benches=1
+targets=kernel-rm,tpm0,tpmrmd,abrmd,socket,floor plot=1 guest=0 benches=1
 while (($#)); do
   case $1 in
     --build) build=$2; shift 2 ;;
@@ -197,6 +197,20 @@ if has tpmrmd; then
   fi
   "$build/tools/tpmrmctl" --socket $control status | sed -n '1,12p'
   kill -TERM "$tpmrmd"; wait "$tpmrmd" || die "tpmrmd exited $?: $(cat "$work/tpmrmd.log")"
+fi
+
+if has socket; then
+  step "tpmrmd --no-cuse --socket (swtpm: TCTI) on device:/dev/tpm0"
+  sock=/run/tpmrmd-bench.sock control=/run/tpmrmd/control
+  "$build/src/daemon/tpmrmd" --foreground --tpm device:/dev/tpm0 --no-cuse --socket $sock --mode 0666 \
+    --lock-dir /run/tpmrmd --control-socket $control --shutdown none --log-level warn --max-objects 20000 \
+    --max-objects-per-uid 0 --root-exempt-from-uid-caps 2>"$work/socket.log" &
+  sockd=$!
+  pids+=("$sockd")
+  wait_for -S $sock -a -S $control || { cat "$work/socket.log"; die "$sock did not appear"; }
+  bench socket 1 --tcti "swtpm:path=$sock" --control-socket $control --workload getrandom --workload readpublic \
+    --workload sign --workload rr3 --workload policy
+  kill -TERM "$sockd"; wait "$sockd" || die "tpmrmd (socket) exited $?: $(cat "$work/socket.log")"
 fi
 
 if has floor; then
