@@ -15,6 +15,7 @@
 #include "daemon/daemon_status.h"
 #include "daemon/metrics_text.h"
 #include "daemon/status_json.h"
+#include "util/unix_socket_path.h"
 
 namespace tpmrmd::daemon {
 namespace {
@@ -22,31 +23,6 @@ namespace {
 using nlohmann::json;
 
 constexpr std::size_t kMaxRequest = 4096;
-
-Result<sockaddr_un> socket_address(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof addr.sun_path) {
-    return make_error(ENAMETOOLONG, "control socket path '" + path + "' is empty or too long");
-  }
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  return addr;
-}
-
-// A socket file left by an earlier daemon: removed if nobody answers on it; a live one is another daemon's.
-Result<void> clear_stale(const std::string& path, const sockaddr_un& addr) {
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) return errno == ENOENT ? Result<void>{} : make_error(errno, "lstat " + path);
-  if (!S_ISSOCK(st.st_mode)) return make_error(EEXIST, "refusing to replace " + path + ": it is not a socket");
-  UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!probe) return make_error(errno, "socket");
-  if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) {
-    return make_error(EADDRINUSE, "control socket " + path + " is served by another running daemon");
-  }
-  if (errno != ECONNREFUSED) return make_error(errno, "probing the existing control socket " + path);
-  if (::unlink(path.c_str()) != 0) return make_error(errno, "removing the stale control socket " + path);
-  return {};
-}
 
 json error_response(const std::string& message) { return {{"ok", false}, {"error", message}}; }
 
@@ -56,9 +32,9 @@ ControlServer::ControlServer(ControlServerOptions options, ControlHooks hooks)
     : options_(std::move(options)), hooks_(std::move(hooks)), started_at_(std::chrono::system_clock::now()) {}
 
 Result<std::unique_ptr<ControlServer>> ControlServer::start(ControlServerOptions options, ControlHooks hooks) {
-  auto addr = socket_address(options.path);
+  auto addr = unix_address(options.path);
   if (!addr) return addr.error();
-  if (auto r = clear_stale(options.path, *addr); !r) return r.error();
+  if (auto r = clear_stale_socket(options.path, *addr); !r) return r.error();
   std::unique_ptr<ControlServer> server(new ControlServer(std::move(options), std::move(hooks)));
   const std::string& path = server->options_.path;
   server->listen_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
