@@ -170,19 +170,6 @@ Bytes expect_success(Connection& c, ByteSpan command, std::string_view what) {
 
 // --- commands testing:: has no builder for -----------------------------------------------------------------------
 
-// Create and CreatePrimary take the same parameters: empty sensitive data, `pub`, no outside info, no PCRs.
-Bytes create_command(TPM2_CC code, TPM2_HANDLE parent, const TPM2B_PUBLIC& pub) {
-  Bytes p;
-  TPM2B_SENSITIVE_CREATE sensitive{};
-  tpm::append_marshalled(p, sensitive, Tss2_MU_TPM2B_SENSITIVE_CREATE_Marshal);
-  tpm::append_marshalled(p, pub, Tss2_MU_TPM2B_PUBLIC_Marshal);
-  TPM2B_DATA outside{};
-  tpm::append_marshalled(p, outside, Tss2_MU_TPM2B_DATA_Marshal);
-  TPML_PCR_SELECTION pcrs{};
-  tpm::append_marshalled(p, pcrs, Tss2_MU_TPML_PCR_SELECTION_Marshal);
-  return testing::build_command(code, {parent}, {testing::Auth{}}, p);
-}
-
 TPM2B_PUBLIC ecc_template(TPMA_OBJECT attributes) {
   TPM2B_PUBLIC pub{};
   pub.publicArea.type = TPM2_ALG_ECC;
@@ -401,10 +388,10 @@ Setup round_robin_primaries(int keys) {
 Setup many_keys(int keys) {
   return [keys](Connection& c, Held& held, std::string& note) {
     const TPM2_HANDLE parent =
-        held.add(expect_success(c, create_command(TPM2_CC_CreatePrimary, TPM2_RH_OWNER, storage_template()),
+        held.add(expect_success(c, testing::create_command(TPM2_CC_CreatePrimary, TPM2_RH_OWNER, storage_template()),
                                 "CreatePrimary (storage)"));
     const Blob child = blob_of_create(
-        expect_success(c, create_command(TPM2_CC_Create, parent, signing_template()), "Create"));
+        expect_success(c, testing::create_command(TPM2_CC_Create, parent, signing_template()), "Create"));
     const Bytes load = load_command(parent, child);
     const auto start = Clock::now();
     std::vector<TPM2_HANDLE> handles;

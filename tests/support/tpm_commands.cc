@@ -27,10 +27,7 @@ Bytes get_random(std::uint16_t bytes, const std::vector<Auth>& auths) {
   return build_command(TPM2_CC_GetRandom, {}, auths, p);
 }
 
-namespace {
-
-// CreatePrimary of `pub` under `hierarchy`: empty sensitive data, no outside info, no PCRs.
-Bytes create_primary_of(TPM2_HANDLE hierarchy, const TPM2B_PUBLIC& pub) {
+Bytes create_command(TPM2_CC code, TPM2_HANDLE parent, const TPM2B_PUBLIC& pub) {
   Bytes p;
   TPM2B_SENSITIVE_CREATE sensitive{};
   tpm::append_marshalled(p, sensitive, Tss2_MU_TPM2B_SENSITIVE_CREATE_Marshal);
@@ -39,10 +36,8 @@ Bytes create_primary_of(TPM2_HANDLE hierarchy, const TPM2B_PUBLIC& pub) {
   tpm::append_marshalled(p, outside, Tss2_MU_TPM2B_DATA_Marshal);
   TPML_PCR_SELECTION pcrs{};
   tpm::append_marshalled(p, pcrs, Tss2_MU_TPML_PCR_SELECTION_Marshal);
-  return build_command(TPM2_CC_CreatePrimary, {hierarchy}, {Auth{}}, p);
+  return build_command(code, {parent}, {Auth{}}, p);
 }
-
-}  // namespace
 
 Bytes create_primary(TPM2_HANDLE hierarchy, std::uint8_t unique) {
   TPM2B_PUBLIC pub{};
@@ -57,7 +52,7 @@ Bytes create_primary(TPM2_HANDLE hierarchy, std::uint8_t unique) {
   pub.publicArea.parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
   pub.publicArea.unique.ecc.x.size = 1;
   pub.publicArea.unique.ecc.x.buffer[0] = unique;
-  return create_primary_of(hierarchy, pub);
+  return create_command(TPM2_CC_CreatePrimary, hierarchy, pub);
 }
 
 Bytes create_rsa_primary(std::optional<std::uint32_t> unique) {
@@ -77,7 +72,7 @@ Bytes create_rsa_primary(std::optional<std::uint32_t> unique) {
     pub.publicArea.unique.rsa.size = sizeof(*unique);
     std::memcpy(pub.publicArea.unique.rsa.buffer, &*unique, sizeof(*unique));
   }
-  return create_primary_of(TPM2_RH_OWNER, pub);
+  return create_command(TPM2_CC_CreatePrimary, TPM2_RH_OWNER, pub);
 }
 
 Bytes read_public(TPM2_HANDLE handle) { return build_command(TPM2_CC_ReadPublic, {handle}, {}, {}); }

@@ -21,6 +21,9 @@ Bytes build_command(TPM2_CC code, const std::vector<TPM2_HANDLE>& handles, const
                     ByteSpan parameters);
 
 Bytes get_random(std::uint16_t bytes, const std::vector<Auth>& auths = {});
+// Create (`parent` a key) or CreatePrimary (`parent` a hierarchy) of `pub` with the parent's empty password:
+// empty sensitive data, no outside info, no PCRs. Both commands take the same parameters.
+Bytes create_command(TPM2_CC code, TPM2_HANDLE parent, const TPM2B_PUBLIC& pub);
 // Primary ECC P-256 signing key (fast to create on swtpm) in `hierarchy`, password auth; `unique` makes keys
 // differ.
 Bytes create_primary(TPM2_HANDLE hierarchy = TPM2_RH_OWNER, std::uint8_t unique = 0);
