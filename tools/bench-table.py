@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Markdown tables from tools/vm-bench.sh's results (bench.csv, counts.csv, memory.csv in DIR), and DIR/plot.dat
+"""Markdown tables from tools/vm-bench.sh's results (bench.csv, counts.csv, memory.csv, tools-suite.csv in DIR),
+and DIR/plot.dat
 for tools/bench-plot.gp.   tools/bench-table.py DIR > DIR/table.md"""
 import csv
 import sys
@@ -77,6 +78,27 @@ def main(out):
         for r in memory:
             print(f"| {r['target']} | {r['connections']} | {r['rss_before_kib']} | {r['rss_after_kib']} | "
                   f"{int(r['bytes_per_connection']) / 1024:.1f} KiB |")
+
+    suite = rows(out / "tools-suite.csv")
+    if suite:
+        targets = list(dict.fromkeys(r["target"] for r in suite))
+        tests = list(dict.fromkeys(r["test"] for r in suite))
+        by_test = {(r["target"], r["test"]): r for r in suite}
+        print("\ntpm2-tools integration tests: wall time, s (status when not 0)\n")
+        print("| test | " + " | ".join(targets) + " |")
+        print("|---" * (len(targets) + 1) + "|")
+
+        def secs(r):
+            if r is None:
+                return "—"
+            return f"{int(r['ms']) / 1000:.1f}" + ("" if r["status"] == "0" else f" (exit {r['status']})")
+        for t in tests:
+            print(f"| {t} | " + " | ".join(secs(by_test.get((g, t))) for g in targets) + " |")
+        total = {g: sum(int(r["ms"]) for r in suite if r["target"] == g) / 1000 for g in targets}
+        print("| **total** | " + " | ".join(f"**{total[g]:.1f}**" for g in targets) + " |")
+        if "kernel-rm" in total and total["kernel-rm"]:
+            print("\n" + ", ".join(f"{g} / kernel RM: {total[g] / total['kernel-rm']:.2f}" for g in targets
+                                   if g != "kernel-rm"))
 
     # The plot's data: one line per workload, one column per target (? where it failed or did not run).
     with (out / "plot.dat").open("w") as f:

@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
 # The side-by-side benchmark (docs/benchmarks.md): tools/tpm_bench's workloads through the guest kernel's RM
 # (/dev/tpmrm0), the bare /dev/tpm0, tpmrmd (device:/dev/tpm0), tpm2-abrmd and the CUSE floor device, in one
-# QEMU guest boot (--tpm tis: QEMU's TIS in front of a host swtpm); then per-command syscalls, FUSE requests and
-# context switches of each daemon, and tpmrmd's memory for idle connections.
+# QEMU guest boot (QEMU's TIS in front of a host swtpm, or its CRB with --tpm crb); then per-command syscalls,
+# FUSE requests and context switches of each daemon, and tpmrmd's memory for idle connections.
 #
 #   tools/vm-bench.sh [--build DIR] [--out DIR] [--seconds S] [--rounds N] [--many-keys 1,10,100,1000,10000]
 #                     [--idle N] [--count N] [--targets kernel-rm,tpm0,tpmrmd,abrmd,socket,floor] [--no-plot]
-#                     [--counts-only]
+#                     [--counts-only] [--tpm tis|crb] [--tools-suite DIR [--tools-tests a,b,...]]
 #
 # Results go to --out (default docs/benchmarks): bench.csv (one line per target and workload), memory.csv,
 # counts.csv, table.md and bench.svg (gnuplot). A benchmark, not a test: it fails only if a step fails (a
 # workload failing through tpmrmd is such a step; through the other targets it is a result, "fails (rc)").
+# --tools-suite: DIR is test/integration of a tpm2-tools source tree of the installed version; the named tests of
+# that suite then run through the kernel RM and through tpmrmd, timed one by one (tools-suite.csv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build=build out=docs/benchmarks seconds=1 rounds=2 many=1,10,100,1000,10000 idle=10000 count=300
-targets=kernel-rm,tpm0,tpmrmd,abrmd,socket,floor plot=1 guest=0 benches=1
+targets=kernel-rm,tpm0,tpmrmd,abrmd,socket,floor plot=1 guest=0 benches=1 tpm=tis
+suite=''
+suite_tests=createprimary,create,load,readpublic,sign,verifysignature,unseal,hmac,nv,quote,abrmd_policypcr
+suite_tests+=,flushcontext
 while (($#)); do
   case $1 in
     --build) build=$2; shift 2 ;;
@@ -28,12 +33,17 @@ while (($#)); do
     --targets) targets=$2; shift 2 ;;
     --no-plot) plot=0; shift ;;
     --counts-only) benches=0; shift ;;
+    --tpm) tpm=$2; shift 2 ;;
+    --tools-suite) suite=$(realpath "$2"); shift 2 ;;
+    --tools-tests) suite_tests=$2; shift 2 ;;
     --in-guest) guest=1; shift ;;
     -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "vm-bench: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
+[[ $tpm == tis || $tpm == crb ]] || { echo "vm-bench: --tpm is tis or crb" >&2; exit 2; }
 build=$(realpath "$build")
+[[ -z $suite || -f $suite/helpers.sh ]] || { echo "vm-bench: $suite/helpers.sh missing (--tools-suite)" >&2; exit 2; }
 for exe in tools/tpm_bench tools/cuse_floor tools/tpmrmctl src/daemon/tpmrmd; do
   [[ -x $build/$exe ]] || { echo "vm-bench: $build/$exe missing (tools/build.sh $build)" >&2; exit 1; }
 done
@@ -45,9 +55,9 @@ if [[ ${TPMRMD_IN_VM:-} != 1 ]]; then
   # The harness removes its shared results directory when the guest ends: the results travel on the console.
   log=$(mktemp /tmp/vm-bench.XXXXXX.log)
   trap 'rm -f "$log"' EXIT
-  tests/vm/run-in-vm.sh --tpm tis --timeout 1800 --mem 2048 -- "$0" --in-guest --build "$build" \
+  tests/vm/run-in-vm.sh --tpm "$tpm" --timeout 3600 --mem 2048 -- "$0" --in-guest --build "$build" \
     --seconds "$seconds" --rounds "$rounds" --many-keys "$many" --idle "$idle" --count "$count" --targets "$targets" \
-    $( ((benches)) || echo --counts-only) | tee "$log"
+    ${suite:+--tools-suite "$suite" --tools-tests "$suite_tests"} $( ((benches)) || echo --counts-only) | tee "$log"
   mkdir -p "$out"
   tr -d '\r' < "$log" | sed -n "/^$begin_marker\$/,/^$end_marker\$/p" | sed '1d;$d' | base64 -d | tar -xz -C "$out"
   if ((!benches)); then cat "$out/counts.csv"; exit 0; fi
@@ -224,8 +234,40 @@ if has floor; then
   kill -TERM "$floor"; wait "$floor" || true
 fi
 
+# The named tests of tpm2-tools' own integration suite, one process per tool call as the suite is written, each
+# timed; a test that fails is a result (its status is recorded), not a failure of the benchmark.
+tools_suite() {  # label tcti
+  local label=$1 tcti=$2 t rc start end
+  local -a tests
+  IFS=, read -ra tests <<<"$suite_tests"
+  for t in "${tests[@]}"; do
+    start=$(date +%s%N)
+    rc=0
+    (cd "$work" && PATH=$suite:$PATH TPM2TOOLS_TEST_TCTI=$tcti timeout 900 bash "$suite/tests/$t.sh") \
+      >"$work/suite-$label-$t.log" 2>&1 || rc=$?
+    end=$(date +%s%N)
+    echo "$label,$t,$rc,$(((end - start) / 1000000))" | tee -a "$res/tools-suite.csv"
+    ((rc == 0)) || tail -5 "$work/suite-$label-$t.log" | sed "s/^/  $label $t: /"
+  done
+}
+
+if [[ -n $suite ]] && ((benches)); then
+  echo "target,test,status,ms" > "$res/tools-suite.csv"
+  step "tpm2-tools integration tests through the kernel RM"
+  tools_suite kernel-rm device:/dev/tpmrm0
+  step "tpm2-tools integration tests through tpmrmd"
+  node=tpmrmsuite0
+  "$build/src/daemon/tpmrmd" --foreground --tpm device:/dev/tpm0 --name $node --mode 0666 --lock-dir /run/tpmrmd \
+    --shutdown none --log-level warn 2>"$work/tpmrmd-suite.log" &
+  tpmrmd=$!
+  pids+=("$tpmrmd")
+  wait_for -c /dev/$node || { cat "$work/tpmrmd-suite.log"; die "/dev/$node did not appear"; }
+  tools_suite tpmrmd device:/dev/$node
+  kill -TERM "$tpmrmd"; wait "$tpmrmd" || die "tpmrmd exited $?: $(cat "$work/tpmrmd-suite.log")"
+fi
+
 step "results"
-for f in bench.csv counts.csv memory.csv; do [[ -f $res/$f ]] && cat "$res/$f"; done
+for f in bench.csv counts.csv memory.csv tools-suite.csv; do [[ -f $res/$f ]] && cat "$res/$f"; done
 echo "$begin_marker"
 tar -C "$res" -cz . | base64
 echo "$end_marker"
