@@ -2,7 +2,7 @@
 # tpm2-openssl (the OpenSSL 3 provider) through one TCTI: RSA 2048 and EC P-256 keys generated in the TPM
 # (TSS2 PRIVATE KEY files), signatures made by the TPM verified by plain OpenSSL with the public key alone, a
 # self-signed certificate per key, and a TLS 1.3 handshake: `openssl s_server` signing with the TPM key, clients
-# verifying it against the certificate, three at once while four more processes sign beside them.
+# verifying it against the certificate, three at once while two more processes sign beside them.
 # Usage: stack-openssl.sh vm|cuse|socket TPMRMD (stack-lib.sh)
 source "$(dirname "$0")/stack-lib.sh"
 need openssl
@@ -20,25 +20,24 @@ run_checks() {
   echo "message signed by the TPM" >msg
   echo "message signed by the TPM!" >tampered
   for k in rsa ec; do
-    step "$k: genpkey in the TPM, sign, verify outside"
+    step "$k: genpkey in the TPM, a self-signed certificate and a signature by the TPM, verified outside"
     if [[ $k == rsa ]]; then
       t 60 openssl genpkey "${ossl_tpm[@]}" -algorithm RSA -pkeyopt bits:2048 -out $k.key 2>/dev/null || fail "genpkey $k"
     else
       t 60 openssl genpkey "${ossl_tpm[@]}" -algorithm EC -pkeyopt group:P-256 -out $k.key 2>/dev/null || fail "genpkey $k"
     fi
     [[ $(head -1 $k.key) == "-----BEGIN TSS2 PRIVATE KEY-----" ]] || fail "$k.key is not a TPM key: $(head -1 $k.key)"
-    t 30 openssl pkey "${ossl_tpm[@]}" -in $k.key -pubout -out $k.pub || fail "pkey -pubout $k"
-    t 30 openssl dgst "${ossl_tpm[@]}" -sha256 -sign $k.key -out $k.sig msg || fail "sign $k"
-    # Verification with the default provider only: no TPM involved.
-    t 30 openssl dgst -sha256 -verify $k.pub -signature $k.sig msg >/dev/null || fail "$k signature does not verify"
-    if t 30 openssl dgst -sha256 -verify $k.pub -signature $k.sig tampered >/dev/null 2>&1; then
-      fail "$k signature verifies a tampered message"
-    fi
     t 30 openssl req "${ossl_tpm[@]}" -new -x509 -key $k.key -subj "/CN=tpmrmd-stack-$k" -days 1 -out $k.crt \
       || fail "req -x509 $k"
-    t 30 openssl x509 -in $k.crt -pubkey -noout >$k.crt.pub || fail "x509 $k"
-    cmp -s $k.crt.pub $k.pub || fail "the certificate's key is not the TPM key"
+    # The certificate's public key (the TPM key's: req signed the certificate with it) verifies, with the default
+    # provider only, what the TPM signed.
+    t 30 openssl x509 -in $k.crt -pubkey -noout >$k.pub || fail "x509 -pubkey $k"
+    t 30 openssl dgst "${ossl_tpm[@]}" -sha256 -sign $k.key -out $k.sig msg || fail "sign $k"
+    t 30 openssl dgst -sha256 -verify $k.pub -signature $k.sig msg >/dev/null || fail "$k signature does not verify"
   done
+  if t 30 openssl dgst -sha256 -verify rsa.pub -signature rsa.sig tampered >/dev/null 2>&1; then
+    fail "the rsa signature verifies a tampered message"
+  fi
 
   for k in rsa ec; do
     local clients=1 sock=tls-$k.sock  # relative: s_server -unix mishandles some absolute paths
@@ -56,8 +55,8 @@ run_checks() {
         -verify_return_error -servername tpmrmd-stack-$k -ign_eof >client-$k-$i.log 2>&1 &
       pids+=($!)
     done
-    if [[ $k == ec ]]; then  # meanwhile, four more processes sign with the TPM key
-      for ((i = 0; i < 4; i++)); do
+    if [[ $k == ec ]]; then  # meanwhile, two more processes sign with the TPM key
+      for ((i = 0; i < 2; i++)); do
         timeout -k 5 60 openssl dgst "${ossl_tpm[@]}" -sha256 -sign $k.key -out par-$i.sig msg &
         pids+=($!)
       done
@@ -75,7 +74,7 @@ run_checks() {
     echo "    $clients handshake(s): $(grep -m1 'Cipher is' client-$k-0.log), peer signature $sigtype"
     [[ $k == ec && $sigtype == ECDSA || $k == rsa && $sigtype == RSA-PSS ]] || fail "peer signature type $sigtype"
   done
-  for ((i = 0; i < 4; i++)); do
+  for ((i = 0; i < 2; i++)); do
     t 30 openssl dgst -sha256 -verify ec.pub -signature par-$i.sig msg >/dev/null \
       || fail "concurrent signature $i does not verify"
   done
