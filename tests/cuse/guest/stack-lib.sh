@@ -20,6 +20,13 @@ daemon=
 # The Debian interpreter and its packages (python3-tpm2-pytss, ...), not one a user's PATH may put first.
 PY=/usr/bin/python3
 
+# The guest's /dev is a bare devtmpfs: no /dev/fd (udev or systemd make it on a real system), so bash's process
+# substitution `< <(...)`, which clevis-encrypt-tpm2 uses, fails there with "/dev/fd/63: No such file".
+if [[ ${TPMRMD_IN_VM:-} == 1 && ! -e /dev/fd ]]; then
+  ln -s /proc/self/fd /dev/fd
+  ln -sf /proc/self/fd/0 /dev/stdin; ln -sf /proc/self/fd/1 /dev/stdout; ln -sf /proc/self/fd/2 /dev/stderr
+fi
+
 stack_cleanup() {
   if [[ -n $daemon ]]; then kill "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; fi
   if [[ -n ${STACK_KEEP:-} ]]; then echo "(kept $work)"; else rm -rf "$work"; fi

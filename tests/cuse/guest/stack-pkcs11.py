@@ -3,7 +3,10 @@
 # token initialised (C_InitToken, C_InitPIN) in the store's empty slot, 9 EC P-256 key pairs and one RSA 2048
 # generated in it (more key objects than the TPM has slots) and each used to sign twice, after all exist.
 # Every signature is verified outside the TPM with the public key read from the token (python3-cryptography).
-# Usage: stack-pkcs11.py MODULE TARGET
+# Usage: stack-pkcs11.py MODULE TARGET COUNT_FILE   (writes the number of key pairs made to COUNT_FILE)
+#   tpmrmd: all 10 are made and sign. kernel: the library keeps the token's objects loaded in its one connection
+#   and the kernel's space holds 3 objects, so generating fails early (TPM_RC_OBJECT_MEMORY in the library's
+#   log, CKR_GENERAL_ERROR here); that refusal is asserted, and the keys made before it must sign.
 import hashlib
 import sys
 
@@ -17,7 +20,7 @@ except ImportError as e:
     print(f"FAIL: {e} (python3-pykcs11 and python3-cryptography: tools/install-deps.sh)")
     sys.exit(1)
 
-module, target = sys.argv[1:3]
+module, target, count_file = sys.argv[1:4]
 pin, so_pin = "1234", "5678"
 N_EC = 9
 P256_OID = bytes.fromhex("06082a8648ce3d030107")
@@ -90,8 +93,19 @@ for i, label in enumerate(labels):
         mech = PyKCS11.MechanismRSAGENERATEKEYPAIR
     priv_t = common + [(PyKCS11.CKA_CLASS, PyKCS11.CKO_PRIVATE_KEY), (PyKCS11.CKA_SIGN, PyKCS11.CK_TRUE),
                        (PyKCS11.CKA_PRIVATE, PyKCS11.CK_TRUE), (PyKCS11.CKA_SENSITIVE, PyKCS11.CK_TRUE)]
-    pub, priv = session.generateKeyPair(pub_t, priv_t, mecha=mech)
+    try:
+        pub, priv = session.generateKeyPair(pub_t, priv_t, mecha=mech)
+    except PyKCS11.PyKCS11Error as e:
+        if target != "kernel":
+            fail(f"generating key pair {i + 1}: {e}")
+        print(f"    kernel: key pair {i + 1} refused as expected ({e}): the kernel's space is full", flush=True)
+        break
     keys.append((label, priv, pub))
+if target == "kernel" and len(keys) == len(labels):
+    fail("kernel: all 10 key pairs were made; the kernel's 3-object space should have refused one")
+if not keys:
+    fail("no key pair could be made")
+open(count_file, "w").write(f"{len(keys)}\n")
 # Every key used after all of them exist, twice round: each sign needs its key in the TPM.
 for _ in range(2):
     for label, priv, pub in keys:
@@ -100,7 +114,7 @@ for _ in range(2):
 for label, _, _ in keys:
     find(PyKCS11.CKO_PRIVATE_KEY, label)
     find(PyKCS11.CKO_PUBLIC_KEY, label)
-print(f"    token initialised; {len(keys)} key pairs generated in one session, each signed twice, all verified "
+print(f"    token initialised; {len(keys)} key pair(s) generated in one session, each signed twice, all verified "
       "outside the TPM", flush=True)
 session.logout()
 session.closeSession()
