@@ -1,8 +1,8 @@
 #!/bin/bash
 # clevis with its tpm2 pin (clevis-tpm2: a shell pin driving tpm2-tools, every TPM step its own process, state
 # passed in context files) through one TCTI: a secret encrypted to the TPM with a policy on PCR 7 (sha256 bank)
-# decrypts in another process to the same bytes, and no longer once PCR 7 has been extended. In the VM the JWE
-# sealed through the kernel's /dev/tpmrm0 is also decrypted through tpmrmd: the same TPM, either RM.
+# decrypts in other processes to the same bytes, and no longer once PCR 7 has been extended. In the VM it is the
+# JWE sealed through the kernel's /dev/tpmrm0 that tpmrmd must then refuse: the same TPM, either RM.
 # Usage: stack-clevis.sh vm|cuse|socket TPMRMD (stack-lib.sh)
 source "$(dirname "$0")/stack-lib.sh"
 need clevis jose tpm2_pcrextend
@@ -28,19 +28,19 @@ run_checks() {
   encrypt $target.jwe
   step "clevis decrypt (other processes) gives the secret back"
   decrypt $target.jwe
-  if [[ $target == tpmrmd && -f $d/kernel.jwe ]]; then
-    step "the JWE sealed through the kernel's /dev/tpmrm0 decrypts through tpmrmd"
-    decrypt kernel.jwe
-  fi
   if [[ $target == tpmrmd ]]; then
-    step "PCR 7 extended: clevis decrypt must fail"
+    # In the VM the JWE the kernel run sealed is the one refused: tpmrmd loads the kernel-made object and the
+    # TPM refuses its unseal (the cheaper half of a cross-RM check; each clevis call is ~30 processes).
+    local denied=$target.jwe
+    [[ -f $d/kernel.jwe ]] && denied=kernel.jwe
+    step "PCR 7 extended: clevis decrypt of $denied must fail at the unseal"
     t 30 tpm2_pcrextend 7:sha256=0000000000000000000000000000000000000000000000000000000000000001 \
       || fail "tpm2_pcrextend 7"
-    if t 180 clevis decrypt <"$d/$target.jwe" >"$d/denied.out" 2>"$d/denied.err"; then
+    if t 180 clevis decrypt <"$d/$denied" >"$d/denied.out" 2>"$d/denied.err"; then
       fail "clevis decrypted after PCR 7 changed: $(cat "$d/denied.out")"
     fi
     grep -i -m2 -E 'policy|unseal' "$d/denied.err" | sed 's/^/    (expected) /'
-    grep -q -i 'unseal' "$d/denied.err" || { cat "$d/denied.err"; fail "decrypt failed, but not at the unseal"; }
+    grep -q 'Esys_Unseal' "$d/denied.err" || { cat "$d/denied.err"; fail "decrypt failed, but not at the unseal"; }
   fi
 }
 run_targets

@@ -6,7 +6,8 @@
 # Usage: stack-pkcs11.py MODULE TARGET COUNT_FILE   (writes the number of key pairs made to COUNT_FILE)
 #   tpmrmd: all 10 are made and sign. kernel: the library keeps the token's objects loaded in its one connection
 #   and the kernel's space holds 3 objects, so generating fails early (TPM_RC_OBJECT_MEMORY in the library's
-#   log, CKR_GENERAL_ERROR here); that refusal is asserted, and the keys made before it must sign.
+#   log, CKR_GENERAL_ERROR here; after C_InitToken and the logins in the same process, at the first key pair);
+#   that refusal is asserted, and any keys made before it must sign.
 import hashlib
 import sys
 
@@ -103,7 +104,7 @@ for i, label in enumerate(labels):
     keys.append((label, priv, pub))
 if target == "kernel" and len(keys) == len(labels):
     fail("kernel: all 10 key pairs were made; the kernel's 3-object space should have refused one")
-if not keys:
+if not keys and target != "kernel":
     fail("no key pair could be made")
 open(count_file, "w").write(f"{len(keys)}\n")
 # Every key used after all of them exist, twice round: each sign needs its key in the TPM.
