@@ -21,6 +21,10 @@ packages=(
   tshark
   # guest tests: JSON checks of tpmrmctl's output; systemd-cryptenroll and libcryptsetup's TPM2 token on a LUKS image
   jq systemd cryptsetup-bin
+  # client stacks through the node and the sockets (tests/cuse/guest/stack-*.sh, docs/client-stacks.md): the
+  # OpenSSL 3 provider, PKCS#11 (token, its tool, OpenSC's pkcs11-tool, PyKCS11), clevis's tpm2 pin, tpm2-pytss
+  tpm2-openssl libtpm2-pkcs11-1 libtpm2-pkcs11-tools opensc python3-pykcs11 clevis clevis-tpm2
+  python3-tpm2-pytss python3-cryptography
   # fuzzing (tools/run-fuzz.sh): clang with libFuzzer and the sanitizer runtimes, llvm-profdata/llvm-cov
   clang libclang-rt-14-dev llvm
 )
