@@ -5,6 +5,7 @@
 # an unprivileged user in a user namespace reaching only the socket, and a clean SIGTERM.
 # Usage: tpm2-tools-over-sockets.sh TPMRMD
 set -euo pipefail
+source "$(dirname "$0")/../support/tpmrmd-ready.sh"
 tpmrmd=$1
 [[ $(id -u) == 0 ]] || { echo "FAIL: needs root (it starts tpmrmd and switches users)"; exit 1; }
 work=$(mktemp -d /tmp/tpmrmd-sockets-XXXXXX)
@@ -34,12 +35,7 @@ user_gid=4242
   --control-socket "" --platform-auth empty --profile strict --group "$user_gid" \
   --socket "$work/swtpm.sock" --mssim "$work/mssim.sock" >"$work/tpmrmd.log" 2>&1 &
 daemon=$!
-for _ in $(seq 300); do
-  grep -q 'event=ready' "$work/tpmrmd.log" && break
-  kill -0 "$daemon" 2>/dev/null || fail "tpmrmd exited at start"
-  sleep 0.1
-done
-grep -q 'event=ready' "$work/tpmrmd.log" || fail "tpmrmd not ready within 30 s"
+why=$(tpmrmd_ready "$work/tpmrmd.log" "$daemon") || fail "$why"
 for s in swtpm.sock swtpm.sock.ctrl mssim.sock mssim.sock.ctrl; do
   [[ -S $work/$s ]] || fail "$s missing"
   [[ $(stat -c %a:%g "$work/$s") == "660:$user_gid" ]] || fail "$s is $(stat -c %a:%g "$work/$s")"
@@ -51,8 +47,8 @@ done
 "$tpmrmd" --config /dev/null --foreground --no-cuse --state-dir "$work/state-tcp" --lock-dir "$work/lock-tcp" \
   --control-socket "" --platform-auth empty --profile strict --mssim "$port" >"$work/tpmrmd-tcp.log" 2>&1 &
 tcp_daemon=$!
-for _ in $(seq 300); do grep -q 'event=ready' "$work/tpmrmd-tcp.log" && break; sleep 0.1; done
-grep -q 'event=ready' "$work/tpmrmd-tcp.log" || fail "TCP tpmrmd not ready: $(tail -5 "$work/tpmrmd-tcp.log")"
+why=$(tpmrmd_ready "$work/tpmrmd-tcp.log" "$tcp_daemon") ||
+  fail "TCP $why: $(tail -5 "$work/tpmrmd-tcp.log")"
 grep -q 'event=socket-tcp .*no peer credentials' "$work/tpmrmd-tcp.log" || fail "no TCP warning at start"
 
 # The chain: every step its own process; objects travel in context files.

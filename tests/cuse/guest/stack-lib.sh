@@ -11,6 +11,7 @@ set -euo pipefail
 mode=${1:?usage: $0 vm|cuse|socket TPMRMD}
 tpmrmd=${2:?usage: $0 vm|cuse|socket TPMRMD}
 stack_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$stack_dir/../../support/tpmrmd-ready.sh"
 work=$(mktemp -d /tmp/tpmrmd-stack.XXXXXX)
 chmod 0755 "$work"
 target=setup
@@ -65,13 +66,8 @@ start_tpmrmd() {  # start_tpmrmd [tpmrmd options...]: tpmrmd for $mode; sets TCT
   "$tpmrmd" --config /dev/null --foreground --control-socket "" --state-dir "$work/state" \
     --lock-dir "$work/lock" "${served[@]}" "$@" >"$work/tpmrmd.log" 2>&1 &
   daemon=$!
-  local _
-  for _ in $(seq 300); do
-    grep -q 'event=ready' "$work/tpmrmd.log" && break
-    kill -0 "$daemon" 2>/dev/null || fail "tpmrmd exited at start"
-    sleep 0.1
-  done
-  grep -q 'event=ready' "$work/tpmrmd.log" || fail "tpmrmd not ready within 30 s"
+  local why
+  why=$(tpmrmd_ready "$work/tpmrmd.log" "$daemon") || fail "$why"
   if [[ $mode == socket ]]; then
     TCTI=swtpm:path=$work/tpm.sock NODE=
   else
@@ -90,12 +86,16 @@ stop_tpmrmd() {  # SIGTERM; a clean exit and no RM inconsistency in the log, or 
   ((rc == 0)) || fail "tpmrmd exited with $rc"
 }
 
+need_guest_tpm() {  # the vm mode's reference: the guest kernel's own nodes on QEMU's TPM
+  [[ -c /dev/tpmrm0 && -c /dev/tpm0 ]] || fail "no /dev/tpm0 + /dev/tpmrm0 in the guest (run-in-vm.sh --tpm tis)"
+}
+
 # Runs run_checks against every target of $mode, printing each target's time.
 run_targets() {
   local t0
   case $mode in
     vm)
-      [[ -c /dev/tpmrm0 && -c /dev/tpm0 ]] || fail "no /dev/tpm0 + /dev/tpmrm0 in the guest (run-in-vm.sh --tpm tis)"
+      need_guest_tpm
       target=kernel TCTI=device:/dev/tpmrm0 NODE=/dev/tpmrm0
       t0=$SECONDS
       run_checks

@@ -16,7 +16,7 @@ if [[ $mode != vm ]]; then
   exit 0
 fi
 
-[[ -c /dev/tpmrm0 && -c /dev/tpm0 ]] || fail "no /dev/tpm0 + /dev/tpmrm0 in the guest (run-in-vm.sh --tpm tis)"
+need_guest_tpm
 mkfifo "$work/ask" "$work/go"
 exec 3<>"$work/ask" 4<>"$work/go"  # read-write: never block in open() or write, whatever the interpreter does
 t0=$SECONDS
