@@ -119,6 +119,19 @@ void Residency::place(ObjectId id, TPM2_HANDLE physical) {
 }
 
 RmResult<void> Residency::make_resident(const Pins& pins, Creates creates) {
+  // The command was admitted before the RM's last reconciliation: a session it names may be one the TPM turned
+  // out not to have (forgotten then), an object one the RM no longer holds.
+  for (TPM2_HANDLE h : pins.sessions) {
+    if (!sessions_.find(h)) {
+      return RmError::refused(EINVAL, kRmLayer | TPM2_RC_REFERENCE_S0,
+                              fmt::format("session 0x{:08x} is no longer in the TPM", h));
+    }
+  }
+  for (ObjectId id : pins.objects) {
+    if (!objects_.find(id)) {
+      return RmError::refused(EINVAL, kRmLayer | TPM2_RC_HANDLE | TPM2_RC_1, "the object is no longer in the TPM");
+    }
+  }
   std::size_t need_objects = creates == Creates::kObject ? 1 : 0;
   for (ObjectId id : pins.objects) need_objects += objects_.find(id)->resident() ? 0 : 1;
   while (objects_.resident_count() + need_objects > object_capacity_ && evict_object(pins.objects)) {

@@ -16,6 +16,7 @@
 #include "support/log_capture.h"
 #include "support/tpm_commands.h"
 #include "fake_rm_fixture.h"
+#include "tpm/endian.h"
 #include "tpm/header.h"
 
 namespace tpmrmd::testing {
@@ -602,6 +603,30 @@ TEST_F(FakeRmTest, ASessionLostWhileRegappingForItsOwnLoadIsARefusal) {
   EXPECT_EQ(loads, 2);
   tpm_->set_response_hook({});
   EXPECT_EQ(errno_of(c, policy_get_digest(s0)), EINVAL);  // forgotten, not someone else's
+}
+
+// Found by rm_clients_fuzzer and rm_hostile_tpm_fuzzer: making room for a command lost the answer to the RM's
+// own FlushContext, the reconciliation that followed found the TPM reset and forgot the session the command
+// names, and the next attempt to make the command's handles resident read the forgotten session.
+TEST_F(FakeRmTest, ASessionForgottenByReconciliationMidCommandIsARefusal) {
+  FakeTpmOptions tpm_options;
+  tpm_options.object_slots = 1;
+  reset(tpm_options, {});
+  ConnectionId c = open();
+  make_key(c, 1);
+  TPM2_HANDLE s0 = make_session(c);
+  tpm_->set_command_hook([this](ByteSpan command) -> std::optional<Result<Bytes>> {
+    if (tpm::parse_command_header(command)->code != TPM2_CC_FlushContext) return std::nullopt;
+    tpm_->restart();
+    return Result<Bytes>(make_error(ETIME, "the flush's answer is lost"));
+  });
+  Bytes create = create_primary(TPM2_RH_OWNER, 2);  // needs k's slot; authorized with s0
+  tpm::store_u32(create, 18, s0);
+  EXPECT_EQ(errno_of(c, create), EINVAL);
+  tpm_->set_command_hook({});
+  EXPECT_EQ(errno_of(c, policy_get_digest(s0)), EINVAL);  // forgotten, not someone else's
+  EXPECT_TRUE(tpm_->loaded_objects().empty());
+  EXPECT_TRUE(tpm_->loaded_sessions().empty());
 }
 
 TEST_F(FakeRmTest, UnknownCommandCodeIsAnsweredWithoutTheTpm) {
