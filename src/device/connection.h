@@ -22,6 +22,7 @@
 
 #include "rm/dispatcher.h"
 #include "util/bytes.h"
+#include "util/coarse_clock.h"
 #include "util/result.h"
 
 namespace tpmrmd::device {
@@ -42,7 +43,7 @@ struct ConnectionOptions {
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  using Clock = std::chrono::steady_clock;
+  using Clock = CoarseClock;  // only the discard timeout reads it
   using WriteDone = std::function<void(Result<std::size_t>)>;
   using ReadDone = std::function<void(Result<Bytes>)>;
 

@@ -72,7 +72,8 @@ class WorkerDispatcher final : public Dispatcher {
   template <typename T, typename Fn>
   std::optional<T> on_worker(Fn fn, T fallback, std::optional<std::chrono::milliseconds> within = std::nullopt);
   Counters counters_on_worker();
-  FairQueue::Cost run_job(FairQueue::Taken& taken);  // on the worker, without mutex_; returns the RM's time
+  // On the worker (or the submitting thread when idle), without mutex_; returns the RM's time since `start`.
+  FairQueue::Cost run_job(FairQueue::Taken& taken, std::chrono::steady_clock::time_point start);
 
   TpmPort& tpm_;
   ResourceManager rm_;  // touched only by the thread in rm_holder_ (and in the destructor after join)

@@ -7,12 +7,13 @@
 #include <string>
 
 #include "util/bytes.h"
+#include "util/coarse_clock.h"
 #include "util/result.h"
 #include "util/unique_fd.h"
 
 namespace tpmrmd::chip {
 
-using Clock = std::chrono::steady_clock;
+using Clock = CoarseClock;  // deadlines only (util/coarse_clock.h)
 
 Result<UniqueFd> connect_unix(const std::string& path);
 Result<UniqueFd> connect_tcp(const std::string& host, std::uint16_t port);
