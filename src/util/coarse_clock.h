@@ -1,7 +1,7 @@
 // A monotonic clock that never reads the clock hardware: CLOCK_MONOTONIC_COARSE is the time of the last timer
 // tick, which the vDSO answers on every clock source. steady_clock reads the clock source; where that source
-// has no vDSO path (the HPET or ACPI timer of a QEMU TCG guest, some hypervisors) every read is a system call
-// and an emulated device access, and the command path reads the time several times per command. For deadlines
+// has no vDSO path (as in the project's QEMU TCG guest) every read is a system call, and the command path
+// reads the time several times per command. For deadlines
 // and timeouts (milliseconds to minutes) a tick (1-10 ms) is precise enough; durations that are reported or
 // charged (latency, fair-queue cost) stay on steady_clock.
 #pragma once

@@ -620,7 +620,7 @@ TEST_F(FakeRmTest, ASessionForgottenByReconciliationMidCommandIsARefusal) {
     tpm_->restart();
     return Result<Bytes>(make_error(ETIME, "the flush's answer is lost"));
   });
-  Bytes create = create_primary(TPM2_RH_OWNER, 2);  // needs k's slot; authorized with s0
+  Bytes create = create_primary(TPM2_RH_OWNER, 2);  // needs the key's slot; authorized with s0
   tpm::store_u32(create, 18, s0);
   EXPECT_EQ(errno_of(c, create), EINVAL);
   tpm_->set_command_hook({});
