@@ -70,8 +70,8 @@ Result<Bytes> Residency::send(ByteSpan command, std::uint64_t Counters::*counter
   return response;
 }
 
-void Residency::mark_unverified(std::string_view why) {
-  if (!unverified_) spdlog::warn("event=tpm-state-unverified reason=\"{}\"", log_quoted(why));
+void Residency::mark_unverified(std::string_view why, spdlog::level::level_enum level) {
+  if (!unverified_) spdlog::log(level, "event=tpm-state-unverified reason=\"{}\"", log_quoted(why));
   unverified_ = true;
 }
 

@@ -12,6 +12,7 @@
 // tables in step. Single-threaded, like the ResourceManager that owns it.
 #pragma once
 
+#include <spdlog/common.h>
 #include <tss2/tss2_tpm2_types.h>
 
 #include <cstdint>
@@ -84,7 +85,8 @@ class Residency {
   // True from a transport error (or a response the RM could not account for) until reconcile() succeeded.
   // Nothing may be sent for a client before that.
   bool unverified() const { return unverified_; }
-  void mark_unverified(std::string_view why);
+  // `level`: a warning where something went wrong; debug where only a TPM that lies could have made it so.
+  void mark_unverified(std::string_view why, spdlog::level::level_enum level = spdlog::level::warn);
   // Makes the RM's picture the TPM's, read with GetCapability(HANDLES), the TPM being right: an object it no
   // longer holds is not resident (reloadable if its context is current, lost otherwise); a session it no longer
   // knows is forgotten, one it loaded behind the RM is loaded, one it saved behind the RM (whose context the RM

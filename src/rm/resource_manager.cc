@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <vector>
@@ -44,6 +45,16 @@ Bytes tpm_command(const Plan& plan, ByteSpan command) {
     return tpm::build_command(TPM2_CC_GetCapability, {}, {}, command.subspan(plan.cmd.parameter_offset));
   }
   return Bytes(command.begin(), command.end());
+}
+
+// Whether the command's success ends something it names: the transients of a TPMA_CC.flushed command, what a
+// FlushContext names, and the sessions (sent to the TPM) whose continueSession is clear.
+bool ends_what_it_names(const Plan& plan, bool sessions_sent) {
+  const ParsedCommand& cmd = plan.cmd;
+  if (cmd.code == TPM2_CC_FlushContext || (cmd.attributes.flushes() && !plan.pins.objects.empty())) return true;
+  return sessions_sent && std::any_of(cmd.auths.begin(), cmd.auths.end(), [](const AuthEntry& auth) {
+           return is_session(auth.handle) && !auth.continue_session();
+         });
 }
 
 }  // namespace
@@ -233,8 +244,20 @@ Result<Bytes> ResourceManager::run(Space& space, const Plan& plan, ByteSpan comm
 
 RmResult<void> ResourceManager::map_response(Space& space, const Plan& plan, ByteSpan command, Bytes& response) {
   auto rc = tpm::response_code(response);
-  if (!rc || *rc != TPM2_RC_SUCCESS) return {};
   const ParsedCommand& cmd = plan.cmd;
+  // GetCapability(TPM_PROPERTIES) went to the TPM without its sessions (tpm_command), so the TPM ended none of
+  // them: the RM ends those the client asked to end, or they would stay in the TPM owned by nobody.
+  const bool sessions_sent = !(plan.rewrite_properties && cmd.tag == TPM2_ST_SESSIONS);
+  if (!rc || *rc != TPM2_RC_SUCCESS) {
+    if (rc && ends_what_it_names(plan, sessions_sent)) {
+      // A TPM fails such a command without ending anything. One that ended a session or object all the same
+      // and answered an error would leave the RM mapping a handle the TPM hands out next: so the next command
+      // (anyone's) first compares the tables with the TPM's. Failures are rare; one such check each is cheap.
+      residency_.mark_unverified(fmt::format("a failed 0x{:x} named what its success would have ended", cmd.code),
+                                 spdlog::level::debug);
+    }
+    return {};
+  }
   if (cmd.attributes.flushes() || cmd.code == TPM2_CC_FlushContext) {
     // TPMA_CC.flushed: the TPM ended every transient the command named (e.g. SequenceComplete). A FlushContext
     // gets here only in a form the RM does not answer itself (a sessions tag, trailing bytes); a TPM that
@@ -262,9 +285,6 @@ RmResult<void> ResourceManager::map_response(Space& space, const Plan& plan, Byt
       residency_.mark_unverified("a ContextSave of a session answered success without a context");
     }
   }
-  // GetCapability(TPM_PROPERTIES) went to the TPM without its sessions (tpm_command), so the TPM ended none of
-  // them: the RM ends those the client asked to end, or they would stay in the TPM owned by nobody.
-  const bool sessions_sent = !(plan.rewrite_properties && cmd.tag == TPM2_ST_SESSIONS);
   for (const AuthEntry& auth : cmd.auths) {
     // continueSession clear: the TPM ended the session with this successful command.
     if (is_session(auth.handle) && !auth.continue_session()) {

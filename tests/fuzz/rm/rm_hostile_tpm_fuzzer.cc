@@ -45,7 +45,12 @@ class HostileTpm {
 
   Result<Bytes> operator()(ByteSpan command, Bytes response) {
     const std::uint8_t how = script_.u8();
-    if (how % 16 == 0 || how % 16 > 9) return response;
+    if (how % 16 == 0 || how % 16 > 9) {
+      if (trace) {
+        std::fprintf(stderr, "  tpm: %s -> %s\n", tpmrmd::to_hex(command).c_str(), tpmrmd::to_hex(response).c_str());
+      }
+      return response;
+    }
     auto& tpm = program_.tpm();
     auto header = tpmrmd::tpm::parse_command_header(command);
     auto attributes = header ? tpm.info().commands.find(header->code) : std::nullopt;

@@ -228,5 +228,28 @@ TEST_F(UnseenOutcomeTest, ARefusedEvictionFlushIsReconciledBeforeAnUnseenObjectC
   EXPECT_TRUE(tpm_->loaded_objects().empty()) << "the unseen object outlived its connection";
 }
 
+// The TPM ends a session (a command naming it with continueSession clear) but answers an error, so the RM
+// believes it still open; then a session start's answer is an error too, and the TPM has handed out the ended
+// session's handle again. Without the check after the first lie, the first connection's session handle would
+// reach the session the second one started (found by rm_hostile_tpm_fuzzer).
+TEST_F(UnseenOutcomeTest, ASessionEndedByACommandAnsweredAsFailedIsReconciledBeforeItsHandleIsReused) {
+  ConnectionId a = open(), b = open();
+  const TPM2_HANDLE s = make_session(a);
+  const TPM2_RC lie = TPM2_RC_AUTH_FAIL | TPM2_RC_S | TPM2_RC_1;
+  change_next_response(TPM2_CC_GetRandom, [lie](Bytes) -> Result<Bytes> { return tpm::make_rc_response(lie); });
+  EXPECT_EQ(rc_of(run(a, get_random(8, {Auth{s, 0}}))), lie);
+  ASSERT_FALSE(loaded_sessions().count(s)) << "the TPM did end it";
+  const TPM2_RC hidden = TPM2_RC_VALUE | TPM2_RC_P | TPM2_RC_1;
+  change_next_response(TPM2_CC_StartAuthSession,
+                       [hidden](Bytes) -> Result<Bytes> { return tpm::make_rc_response(hidden); });
+  EXPECT_EQ(rc_of(run(b, start_auth_session(TPM2_SE_POLICY))), hidden);
+  ASSERT_TRUE(loaded_sessions().count(s)) << "the TPM put the new session under the ended one's handle";
+  EXPECT_EQ(rm_->counters().reconciliations, 1u);
+  const rm::SessionEntry* entry = rm_->residency().sessions().find(s);
+  EXPECT_TRUE(!entry || entry->owner != a) << "a still owns the handle of a session b started";
+  auto used = rm_->execute(a, get_random(8, {Auth{s, TPMA_SESSION_CONTINUESESSION}}));
+  EXPECT_FALSE(used && rc_of(*used) == TPM2_RC_SUCCESS) << "a's handle reaches the session b started";
+}
+
 }  // namespace
 }  // namespace tpmrmd::testing
