@@ -6,10 +6,12 @@
 
 #include <algorithm>
 #include <set>
+#include <vector>
 
 #include "chip/driver_factory.h"
 #include "rm_fixture.h"
 #include "support/fault_injecting_driver.h"
+#include "tpm/endian.h"
 #include "tpm/header.h"
 
 namespace tpmrmd::testing {
@@ -186,6 +188,37 @@ TEST_F(UnseenOutcomeTest, ForeignHandlesOnASharedTpmAreLeftAloneAndTheirSlotsNot
   EXPECT_EQ(raw(TPM2_TRANSIENT_FIRST), foreign_objects);
   EXPECT_EQ(raw(kLoadedSessions), foreign_loaded);
   EXPECT_EQ(raw(kSavedSessions), foreign_saved);
+}
+
+// The TPM carries out a command that ends what it names (SequenceComplete flushes its sequence object) but
+// answers an error, so the RM still believes the sequence loaded; then another connection's creation is answered
+// with an error too, and the TPM has put that object in the freed slot. The RM compares its tables with the TPM's
+// after the first lie, so the first connection's stale handle fails cleanly instead of reaching the second's key.
+TEST_F(UnseenOutcomeTest, AFlushingCommandAnsweredAsFailedIsReconciledBeforeItsSlotIsReused) {
+  ConnectionId a = open(), b = open();
+  const TPM2_HANDLE sequence = handle_of(ok(a, hash_sequence_start()));
+  const TPM2_RC lie = TPM2_RC_VALUE | TPM2_RC_P | TPM2_RC_1;
+  std::vector<TPM2_HANDLE> hidden;
+  driver_->rewrite_responses([&](ByteSpan command, Bytes& response) {
+    const TPM2_CC code = tpm::load_u32(command, 6);
+    if (code != TPM2_CC_SequenceComplete && code != TPM2_CC_CreatePrimary) return;
+    if (rc_of(response) != TPM2_RC_SUCCESS) return;
+    if (code == TPM2_CC_CreatePrimary) hidden.push_back(handle_of(response));
+    response = tpm::make_rc_response(lie);
+  });
+  EXPECT_EQ(rc_of(run(a, sequence_complete(sequence))), lie);
+  ASSERT_TRUE(raw(TPM2_TRANSIENT_FIRST).empty()) << "the TPM did flush the sequence";
+  EXPECT_EQ(rc_of(run(b, create_primary(TPM2_RH_OWNER, 2))), lie);
+  driver_->rewrite_responses({});
+  ASSERT_EQ(hidden.size(), 1u);
+  EXPECT_EQ(rm_->counters().reconciliations, 1u);
+  auto reached = rm_->execute(a, read_public(sequence));
+  EXPECT_FALSE(reached && rc_of(*reached) == TPM2_RC_SUCCESS) << "a's stale handle reads b's key";
+  rm_->close(a);
+  rm_->close(b);
+  // What the second lie hid is the TPM's alone; nothing else is left.
+  EXPECT_EQ(raw(TPM2_TRANSIENT_FIRST), std::set<TPM2_HANDLE>{hidden[0]});
+  ASSERT_EQ(rc_of(*chip_->transmit(flush_context(hidden[0]))), TPM2_RC_SUCCESS);
 }
 
 }  // namespace
