@@ -351,12 +351,17 @@ RmResult<void> ResourceManager::map_new_handle(Space& space, const Plan& plan, B
     tpm::store_u32(response, tpm::kHeaderSize, *vh);
     return {};
   }
-  if (const SessionEntry* old = residency_.sessions().find(h)) {
-    // The TPM hands out free handles only: the entry was stale (its session ended behind the RM).
+  if (auto stale = residency_.sessions().find_slot(h)) {
+    // The TPM hands out free slots only: the entry was stale (its session ended behind the RM). By slot, not by
+    // handle: a policy session in the slot an HMAC session had left would otherwise stand beside that entry, and
+    // a reconciliation could not tell the two apart.
+    const SessionEntry* old = residency_.sessions().find(*stale);
     ++counters_.physical_collisions;
-    spdlog::error("event=session-collision conn={} session=0x{:08x} stale_owner={} action=drop-stale", space.id, h,
-                  old->owner ? std::to_string(*old->owner) : std::string("abandoned"));
-    residency_.mark_unverified("a session handle the RM believed in use was handed out");
+    spdlog::error("event=session-collision conn={} session=0x{:08x} stale_session=0x{:08x} stale_owner={} "
+                  "action=drop-stale",
+                  space.id, h, *stale, old->owner ? std::to_string(*old->owner) : std::string("abandoned"));
+    residency_.sessions().erase(*stale);
+    residency_.mark_unverified("a session slot the RM believed in use was handed out");
   }
   SessionEntry entry;
   entry.owner = space.id;

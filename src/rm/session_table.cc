@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "rm/handles.h"
+
 namespace tpmrmd::rm {
 
 void SessionTable::put(TPM2_HANDLE handle, SessionEntry entry) {
@@ -72,6 +74,13 @@ std::optional<TPM2_HANDLE> SessionTable::oldest_saved() const {
     }
   }
   return best;
+}
+
+std::optional<TPM2_HANDLE> SessionTable::find_slot(TPM2_HANDLE handle) const {
+  for (const auto& [h, e] : entries_) {
+    if (session_index(h) == session_index(handle)) return h;
+  }
+  return std::nullopt;
 }
 
 std::optional<TPM2_HANDLE> SessionTable::find_by_token(ByteSpan blob) const {

@@ -52,6 +52,9 @@ class SessionTable {
   std::optional<TPM2_HANDLE> lru_victim(const std::set<TPM2_HANDLE>& pinned, std::uint64_t tick) const;
   // The saved session with the lowest sequence number: the one the context gap is closing in on.
   std::optional<TPM2_HANDLE> oldest_saved() const;
+  // The entry in the TPM's session slot of `handle`, whatever its type: HMAC and policy sessions share one index
+  // space, so a policy session may take the slot of an HMAC session that ended, and conversely.
+  std::optional<TPM2_HANDLE> find_slot(TPM2_HANDLE handle) const;
   // The client-saved session whose token equals `blob`, if any.
   std::optional<TPM2_HANDLE> find_by_token(ByteSpan blob) const;
   std::vector<TPM2_HANDLE> abandoned_oldest_first() const;

@@ -315,5 +315,29 @@ TEST_F(DriftTest, ACollisionOnTheRmsOwnContextLoadIsDetected) {
   EXPECT_EQ(name(b, vb), name_b);
 }
 
+// A session ended behind the RM frees its slot for a session of the other type: HMAC and policy sessions share
+// the TPM's session slots (0x03000000 may take the slot of 0x02000000). The RM drops the stale entry by slot, so
+// its owner gets a clean refusal, and the new session stays the RM's own through later reconciliations.
+TEST_F(DriftTest, ASessionOfTheOtherTypeInAStaleSessionsSlotReplacesIt) {
+  ConnectionId a = open(), b = open();
+  const TPM2_HANDLE hmac = handle_of(ok(a, start_auth_session(TPM2_SE_HMAC)));
+  flush_behind_the_rm(hmac);
+  const TPM2_HANDLE policy = make_policy_session(b);
+  ASSERT_EQ(policy & 0x00FFFFFFu, hmac & 0x00FFFFFFu) << "the TPM did not reuse the slot; the test proves nothing";
+  EXPECT_EQ(rm_->counters().physical_collisions, 1u);
+  auto used = rm_->execute(a, get_random(8, {Auth{hmac, TPMA_SESSION_CONTINUESESSION}}));
+  ASSERT_FALSE(used) << "a's ended session answered " << to_hex(*used);
+  EXPECT_EQ(used.error().code, EINVAL);
+  const Bytes saved = body_of(ok(b, context_save(policy)));
+  make_key(a, 1);  // reconciles first
+  EXPECT_GE(rm_->counters().reconciliations, 1u);
+  EXPECT_EQ(handle_of(ok(b, context_load(saved))), policy);
+  ok(b, policy_get_digest(policy));
+  rm_->close(a);
+  rm_->close(b);
+  EXPECT_TRUE(raw_handles(TPM2_LOADED_SESSION_FIRST).empty());
+  EXPECT_TRUE(raw_handles(TPM2_ACTIVE_SESSION_FIRST).empty());
+}
+
 }  // namespace
 }  // namespace tpmrmd::testing

@@ -806,5 +806,33 @@ TEST_F(FakeRmTest, OpenAndCloseAreLoggedAtDebugWithTheClientAndWhatWasFlushed) {
       << ::testing::PrintToString(log.lines());
 }
 
+// HMAC and policy sessions share the TPM's slots: after a reset behind the RM, a's policy session takes the slot
+// of a's HMAC session (0x03000000 where 0x02000000 was). Keyed by handle, the RM kept both entries for one slot,
+// and the next reconciliation flushed the stale one by the live one's slot and forgot the live one, leaving the
+// TPM a saved session nobody could load (found by rm_clients_fuzzer).
+TEST_F(FakeRmTest, ASessionInTheSlotOfAStaleSessionOfTheOtherTypeReplacesIt) {
+  ConnectionId a = open(), b = open();
+  const TPM2_HANDLE hmac = handle_of(ok(a, start_auth_session(TPM2_SE_HMAC)));
+  tpm_->restart();
+  const TPM2_HANDLE policy = make_session(a);
+  ASSERT_EQ(policy & 0x00FFFFFFu, hmac & 0x00FFFFFFu) << "the TPM did not reuse the slot; the test proves nothing";
+  EXPECT_EQ(rm_->counters().physical_collisions, 1u);
+  EXPECT_EQ(rm_->residency().sessions().find(hmac), nullptr);
+  const Bytes saved = body_of(ok(a, context_save(policy)));
+  // The next command reconciles (the collision made the picture unverified); then again after a lost answer.
+  make_key(b, 1);
+  tpm_->fail_next(EIO, 1);
+  EXPECT_EQ(errno_of(b, get_random(8)), EIO);
+  make_key(b, 2);
+  EXPECT_EQ(rm_->counters().reconciliations, 2u);
+  ASSERT_NE(rm_->residency().sessions().find(policy), nullptr) << "reconciliation forgot a's live session";
+  EXPECT_EQ(handle_of(ok(a, context_load(saved))), policy);
+  ok(a, policy_get_digest(policy));
+  rm_->close(a);
+  rm_->close(b);
+  EXPECT_TRUE(tpm_->loaded_sessions().empty());
+  EXPECT_TRUE(tpm_->saved_sessions().empty()) << "a session outlived its connection";
+}
+
 }  // namespace
 }  // namespace tpmrmd::testing
