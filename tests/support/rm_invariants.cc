@@ -275,8 +275,14 @@ void RmInvariants::check_tables() {
 
 void RmInvariants::check_isolation() {
   for (const auto& [oid, o] : rm_->residency().objects().entries()) {
-    if (!o.physical || lied_handles_.count(*o.physical)) continue;
+    if (!o.physical) continue;
     auto serial = tpm_.object_serial(*o.physical);
+    if (lied_handles_.count(*o.physical)) {
+      if (serial) lied_entries_[oid].insert(*serial);
+      continue;
+    }
+    auto lied = lied_entries_.find(oid);
+    if (serial && lied != lied_entries_.end() && lied->second.count(*serial)) continue;
     if (serial && !may_reach_object(o.owner, *serial)) {
       fail(fmt::format("connection {}'s 0x{:08x} maps to slot 0x{:08x}, which holds object #{}: not one it "
                        "created or loaded",

@@ -118,6 +118,9 @@ class RmInvariants {
   // later, as long as no well-formed answer tells the RM otherwise (the RM trusts handles in well-formed responses).
   std::set<TPM2_HANDLE> lied_handles_;
   std::set<std::uint64_t> lied_objects_;  // serials lied_about() named
+  // Objects an RM entry was seen mapping on a slot a lie named: that entry's saved context is of them, so it may
+  // reach them wherever the RM reloads it.
+  std::map<rm::ObjectId, std::set<std::uint64_t>> lied_entries_;
   std::set<std::uint64_t> lied_sessions_;
   // (handle, serial) of objects / sessions the RM may have lost track of without a fault of its own: their
   // FlushContext was not carried out, or excuse() named them.
