@@ -120,6 +120,7 @@ bool RmInvariants::reaches_lied_handle(rm::ConnectionId id, const std::vector<TP
     auto oid = space->second.objects.find(vh);
     const rm::ObjectEntry* o = oid ? rm_->residency().objects().find(*oid) : nullptr;
     if (o && o->physical && lied_handles_.count(*o->physical)) return true;
+    if (oid && lied_entries_.count(*oid)) return true;  // its context was saved from such a slot
   }
   return false;
 }

@@ -89,7 +89,8 @@ class RmInvariants {
   void on_new_handle(rm::ConnectionId id, ByteSpan command, TPM2_HANDLE handle);
   // The serial a command's context blob or private area names, if it names one.
   std::optional<std::uint64_t> serial_presented(ByteSpan command) const;
-  // Whether one of `handles` (virtual, of connection `id`) is mapped to a handle a lie named.
+  // Whether one of `handles` (virtual, of connection `id`) is mapped to a handle a lie named, or is an entry
+  // whose context was saved from one.
   bool reaches_lied_handle(rm::ConnectionId id, const std::vector<TPM2_HANDLE>& handles) const;
   bool may_reach_object(rm::ConnectionId id, std::uint64_t serial) const;
   bool may_reach_session(rm::ConnectionId id, std::uint64_t serial) const;
