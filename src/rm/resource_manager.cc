@@ -391,6 +391,7 @@ Result<Bytes> ResourceManager::flush_for_client(const Plan& plan, ByteSpan comma
       erase_object(id);
       if (*rc != TPM2_RC_SUCCESS) return tpm::make_success_response();  // flushed either way
     }
+    if (rc && *rc != TPM2_RC_SUCCESS) refused_flush(h);
     return resp;
   }
 
@@ -402,7 +403,14 @@ Result<Bytes> ResourceManager::flush_for_client(const Plan& plan, ByteSpan comma
     residency_.sessions().erase(h);
     if (*rc != TPM2_RC_SUCCESS) return tpm::make_success_response();  // it was already gone: flushed either way
   }
+  if (rc && *rc != TPM2_RC_SUCCESS) refused_flush(h);
   return resp;
+}
+
+void ResourceManager::refused_flush(TPM2_HANDLE h) {
+  // As for any failed command that names what its success would end (map_response): a TPM that flushed and
+  // answered an error would leave the RM's entry, or a session token it answers itself, on a reused handle.
+  residency_.mark_unverified(fmt::format("a refused FlushContext of 0x{:08x}", h), spdlog::level::debug);
 }
 
 Result<Bytes> ResourceManager::save_session_for_client(const Plan& plan, ByteSpan command) {

@@ -251,5 +251,26 @@ TEST_F(UnseenOutcomeTest, ASessionEndedByACommandAnsweredAsFailedIsReconciledBef
   EXPECT_FALSE(used && rc_of(*used) == TPM2_RC_SUCCESS) << "a's handle reaches the session b started";
 }
 
+// A client's FlushContext of its saved session is carried out but answered with an error, so the RM keeps the
+// session's token; another connection's session start, answered with an error too, takes the freed slot. The
+// token must not then load that session for whoever holds the blob (found by rm_hostile_tpm_fuzzer).
+TEST_F(UnseenOutcomeTest, ARefusedSessionFlushIsReconciledBeforeItsTokenCanReachASessionInItsSlot) {
+  ConnectionId a = open(), b = open(), c = open();
+  const TPM2_HANDLE s = make_session(a);
+  const Bytes token = body_of(ok(a, context_save(s)));
+  const TPM2_RC lie = TPM2_RC_OBJECT_MEMORY;
+  change_next_response(TPM2_CC_FlushContext, [lie](Bytes) -> Result<Bytes> { return tpm::make_rc_response(lie); });
+  EXPECT_EQ(rc_of(run(a, flush_context(s))), lie);
+  ASSERT_TRUE(saved().empty() && loaded_sessions().empty()) << "the TPM did flush it";
+  const TPM2_RC hidden = TPM2_RC_VALUE | TPM2_RC_P | TPM2_RC_1;
+  change_next_response(TPM2_CC_StartAuthSession,
+                       [hidden](Bytes) -> Result<Bytes> { return tpm::make_rc_response(hidden); });
+  EXPECT_EQ(rc_of(run(b, start_auth_session(TPM2_SE_POLICY))), hidden);
+  ASSERT_TRUE(loaded_sessions().count(s)) << "the TPM put the new session under the flushed one's handle";
+  EXPECT_EQ(rm_->counters().reconciliations, 1u);
+  auto loaded = rm_->execute(c, context_load(token));
+  EXPECT_FALSE(loaded && rc_of(*loaded) == TPM2_RC_SUCCESS) << "the flushed session's token reached b's session";
+}
+
 }  // namespace
 }  // namespace tpmrmd::testing
