@@ -249,13 +249,7 @@ RmResult<void> ResourceManager::map_response(Space& space, const Plan& plan, Byt
   // them: the RM ends those the client asked to end, or they would stay in the TPM owned by nobody.
   const bool sessions_sent = !(plan.rewrite_properties && cmd.tag == TPM2_ST_SESSIONS);
   if (!rc || *rc != TPM2_RC_SUCCESS) {
-    if (rc && ends_what_it_names(plan, sessions_sent)) {
-      // A TPM fails such a command without ending anything. One that ended a session or object all the same
-      // and answered an error would leave the RM mapping a handle the TPM hands out next: so the next command
-      // (anyone's) first compares the tables with the TPM's. Failures are rare; one such check each is cheap.
-      residency_.mark_unverified(fmt::format("a failed 0x{:x} named what its success would have ended", cmd.code),
-                                 spdlog::level::debug);
-    }
+    if (rc && ends_what_it_names(plan, sessions_sent)) ending_refused(cmd.code);
     return {};
   }
   if (cmd.attributes.flushes() || cmd.code == TPM2_CC_FlushContext) {
@@ -391,7 +385,7 @@ Result<Bytes> ResourceManager::flush_for_client(const Plan& plan, ByteSpan comma
       erase_object(id);
       if (*rc != TPM2_RC_SUCCESS) return tpm::make_success_response();  // flushed either way
     }
-    if (rc && *rc != TPM2_RC_SUCCESS) refused_flush(h);
+    if (rc && *rc != TPM2_RC_SUCCESS) ending_refused(TPM2_CC_FlushContext);
     return resp;
   }
 
@@ -403,14 +397,17 @@ Result<Bytes> ResourceManager::flush_for_client(const Plan& plan, ByteSpan comma
     residency_.sessions().erase(h);
     if (*rc != TPM2_RC_SUCCESS) return tpm::make_success_response();  // it was already gone: flushed either way
   }
-  if (rc && *rc != TPM2_RC_SUCCESS) refused_flush(h);
+  if (rc && *rc != TPM2_RC_SUCCESS) ending_refused(TPM2_CC_FlushContext);
   return resp;
 }
 
-void ResourceManager::refused_flush(TPM2_HANDLE h) {
-  // As for any failed command that names what its success would end (map_response): a TPM that flushed and
-  // answered an error would leave the RM's entry, or a session token it answers itself, on a reused handle.
-  residency_.mark_unverified(fmt::format("a refused FlushContext of 0x{:08x}", h), spdlog::level::debug);
+void ResourceManager::ending_refused(TPM2_CC code) {
+  // A TPM fails such a command without ending anything. One that ended a session or object all the same and
+  // answered an error would leave the RM an entry (or a session token it answers itself) on a handle the TPM
+  // hands out next: so the next command, anyone's, first compares the tables with the TPM's. Failures are rare;
+  // one such check each is cheap.
+  residency_.mark_unverified(fmt::format("a failed 0x{:x} named what its success would have ended", code),
+                             spdlog::level::debug);
 }
 
 Result<Bytes> ResourceManager::save_session_for_client(const Plan& plan, ByteSpan command) {

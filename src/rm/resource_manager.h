@@ -83,7 +83,8 @@ class ResourceManager {
   // After a successful TPM response: virtual handles for new objects, new sessions joined, ended ones forgotten.
   // A response the RM cannot account for (a created handle missing or of the wrong type) is an error.
   RmResult<void> map_response(Space& space, const Plan& plan, ByteSpan command, Bytes& response);
-  void refused_flush(TPM2_HANDLE h);
+  // A command whose success would have ended what it names (see ends_what_it_names) failed: unverified.
+  void ending_refused(TPM2_CC code);
   RmResult<void> map_new_handle(Space& space, const Plan& plan, ByteSpan command, Bytes& response);
   void erase_object(ObjectId id);
 

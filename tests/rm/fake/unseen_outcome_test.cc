@@ -28,6 +28,13 @@ class UnseenOutcomeTest : public FakeRmTest {
       return change(std::move(response));
     });
   }
+  // `id` starts a policy session that the TPM creates, but answers with an error: the RM never learns of it.
+  void start_hidden_session(ConnectionId id) {
+    const TPM2_RC hidden = TPM2_RC_VALUE | TPM2_RC_P | TPM2_RC_1;
+    change_next_response(TPM2_CC_StartAuthSession,
+                         [hidden](Bytes) -> Result<Bytes> { return tpm::make_rc_response(hidden); });
+    EXPECT_EQ(rc_of(run(id, start_auth_session(TPM2_SE_POLICY))), hidden);
+  }
   void lose_next_response(TPM2_CC code) {
     change_next_response(code, [](Bytes) -> Result<Bytes> { return make_error(ETIME, "no response in time"); });
   }
@@ -239,10 +246,7 @@ TEST_F(UnseenOutcomeTest, ASessionEndedByACommandAnsweredAsFailedIsReconciledBef
   change_next_response(TPM2_CC_GetRandom, [lie](Bytes) -> Result<Bytes> { return tpm::make_rc_response(lie); });
   EXPECT_EQ(rc_of(run(a, get_random(8, {Auth{s, 0}}))), lie);
   ASSERT_FALSE(loaded_sessions().count(s)) << "the TPM did end it";
-  const TPM2_RC hidden = TPM2_RC_VALUE | TPM2_RC_P | TPM2_RC_1;
-  change_next_response(TPM2_CC_StartAuthSession,
-                       [hidden](Bytes) -> Result<Bytes> { return tpm::make_rc_response(hidden); });
-  EXPECT_EQ(rc_of(run(b, start_auth_session(TPM2_SE_POLICY))), hidden);
+  start_hidden_session(b);
   ASSERT_TRUE(loaded_sessions().count(s)) << "the TPM put the new session under the ended one's handle";
   EXPECT_EQ(rm_->counters().reconciliations, 1u);
   const rm::SessionEntry* entry = rm_->residency().sessions().find(s);
@@ -262,10 +266,7 @@ TEST_F(UnseenOutcomeTest, ARefusedSessionFlushIsReconciledBeforeItsTokenCanReach
   change_next_response(TPM2_CC_FlushContext, [lie](Bytes) -> Result<Bytes> { return tpm::make_rc_response(lie); });
   EXPECT_EQ(rc_of(run(a, flush_context(s))), lie);
   ASSERT_TRUE(saved().empty() && loaded_sessions().empty()) << "the TPM did flush it";
-  const TPM2_RC hidden = TPM2_RC_VALUE | TPM2_RC_P | TPM2_RC_1;
-  change_next_response(TPM2_CC_StartAuthSession,
-                       [hidden](Bytes) -> Result<Bytes> { return tpm::make_rc_response(hidden); });
-  EXPECT_EQ(rc_of(run(b, start_auth_session(TPM2_SE_POLICY))), hidden);
+  start_hidden_session(b);
   ASSERT_TRUE(loaded_sessions().count(s)) << "the TPM put the new session under the flushed one's handle";
   EXPECT_EQ(rm_->counters().reconciliations, 1u);
   auto loaded = rm_->execute(c, context_load(token));
